@@ -1,0 +1,338 @@
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/lib/pq"
+)
+
+// DefaultBatchSize is how many rows one bulk statement touches at most when
+// BulkOptions.BatchSize is zero.
+const DefaultBatchSize = 1000
+
+// maxBatchSize bounds BulkOptions.BatchSize: every batch is one statement.
+const maxBatchSize = 10000
+
+// crossLease is how long a cross-database bulk move holds the rows it copies.
+const crossLease = time.Minute
+
+// BulkOptions tune MoveRows and DeleteRows.
+type BulkOptions struct {
+	// BatchSize is the number of rows per statement. Default DefaultBatchSize,
+	// at most 10000.
+	BatchSize int
+	// DropHeaders names headers removed from every moved message (MoveRows only).
+	DropHeaders []string
+	// OnBatch, when set, is called after each batch with the number of rows
+	// it affected: a progress report, one call per batch.
+	OnBatch func(affected int)
+}
+
+func (o BulkOptions) batch() int {
+	switch {
+	case o.BatchSize <= 0:
+		return DefaultBatchSize
+	case o.BatchSize > maxBatchSize:
+		return maxBatchSize
+	}
+	return o.BatchSize
+}
+
+func (o BulkOptions) done(n int) {
+	if o.OnBatch != nil {
+		o.OnBatch(n)
+	}
+}
+
+// LastRowID is the highest row id in the queue, or zero when it is empty.
+// Scans that must end under steady inflow stop there.
+func (q *SQLQueue) LastRowID(ctx context.Context) (int64, error) {
+	var id int64
+	if err := q.store.db.GetContext(ctx, &id, q.store.q.maxID, q.name); err != nil {
+		return 0, q.errorf("last row id", err)
+	}
+	return id, nil
+}
+
+// FindMessages returns the rows of this queue whose MessageID is one of
+// messageIDs, in row order, in any state, without leasing them. It runs one
+// SELECT per DefaultBatchSize ids.
+func (q *SQLQueue) FindMessages(ctx context.Context, messageIDs []string) ([]Delivery, error) {
+	var out []Delivery
+	for start := 0; start < len(messageIDs); start += DefaultBatchSize {
+		chunk := messageIDs[start:min(start+DefaultBatchSize, len(messageIDs))]
+		var (
+			query string
+			list  any
+		)
+		if q.store.dialect == Postgres {
+			query = `SELECT ` + deliveryColumns + ` FROM ferry_messages WHERE queue = $1 AND message_id = ANY($2::text[]) ORDER BY id`
+			list = pq.Array(chunk)
+		} else {
+			query = `SELECT ` + deliveryColumns + ` FROM ferry_messages WHERE queue = ? AND message_id IN (SELECT value FROM json_each(?)) ORDER BY id`
+			list = jsonList(chunk)
+		}
+		rows, err := q.store.db.QueryxContext(ctx, query, q.name, list)
+		if err != nil {
+			return nil, q.errorf("find messages", err)
+		}
+		ds, err := q.scan(rows)
+		if err != nil {
+			return nil, q.errorf("find messages", err)
+		}
+		out = append(out, ds...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+// MoveRows moves the rows of this queue with the given row ids
+// (Delivery.ID) to dst and returns how many it moved. Rows that are leased
+// (a receiver holds them), gone or in another queue are skipped. Moved
+// messages start afresh in dst: visible now, not leased, attempt count zero,
+// without the headers named in opts.DropHeaders.
+//
+// Within one database each batch of opts.BatchSize rows is a single UPDATE.
+// Across databases each batch is leased (one UPDATE), enqueued in dst (one
+// INSERT) and deleted (one DELETE): at least once, so a failure between the
+// last two can leave a copy in both queues, never in neither.
+func (q *SQLQueue) MoveRows(ctx context.Context, rowIDs []int64, dst Queue, opts BulkOptions) (int, error) {
+	if dst == nil {
+		return 0, q.errorf("move rows", fmt.Errorf("no destination queue"))
+	}
+	same, local := dst.(*SQLQueue)
+	local = local && same.store == q.store
+	if local && same.name == q.name {
+		return 0, q.errorf("move rows to "+dst.URI(), fmt.Errorf("source and destination are the same queue"))
+	}
+	total := 0
+	for start := 0; start < len(rowIDs); start += opts.batch() {
+		chunk := rowIDs[start:min(start+opts.batch(), len(rowIDs))]
+		var (
+			n   int
+			err error
+		)
+		if local {
+			n, err = q.moveRowsLocal(ctx, chunk, same, opts.DropHeaders)
+		} else {
+			n, err = q.moveRowsAcross(ctx, chunk, dst, opts.DropHeaders)
+		}
+		total += n
+		if err != nil {
+			return total, err
+		}
+		opts.done(n)
+	}
+	return total, nil
+}
+
+// moveRowsLocal moves one batch with a single UPDATE.
+func (q *SQLQueue) moveRowsLocal(ctx context.Context, ids []int64, dst *SQLQueue, drop []string) (int, error) {
+	now := micros(time.Now())
+	var (
+		query string
+		args  []any
+	)
+	if q.store.dialect == Postgres {
+		query = `UPDATE ferry_messages SET queue = $1, visible_at = $2, lease_token = 0, attempts = 0,
+ headers = (headers::jsonb - $3::text[])::text
+WHERE queue = $4 AND id = ANY($5::bigint[]) AND (lease_token = 0 OR visible_at <= $2)`
+		args = []any{dst.name, now, pq.Array(nonNil(drop)), q.name, pq.Array(ids)}
+	} else {
+		query = `UPDATE ferry_messages SET queue = ?, visible_at = ?, lease_token = 0, attempts = 0,
+ headers = COALESCE((SELECT json_group_object(key, value) FROM json_each(ferry_messages.headers)
+   WHERE key NOT IN (SELECT value FROM json_each(?))), '{}')
+WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) AND (lease_token = 0 OR visible_at <= ?)`
+		args = []any{dst.name, now, jsonList(drop), q.name, jsonList(ids), now}
+	}
+	res, err := q.store.exec(ctx, query, args...)
+	if err != nil {
+		return 0, q.errorf(fmt.Sprintf("move %d rows to %s", len(ids), dst.URI()), err)
+	}
+	n, _ := res.RowsAffected()
+	if n > 0 {
+		q.store.notify(ctx, dst.name)
+	}
+	return int(n), nil
+}
+
+// moveRowsAcross moves one batch to a queue of another database: lease,
+// enqueue in dst, delete.
+func (q *SQLQueue) moveRowsAcross(ctx context.Context, ids []int64, dst Queue, drop []string) (int, error) {
+	op := fmt.Sprintf("move %d rows to %s", len(ids), dst.URI())
+	ds, token, err := q.leaseRows(ctx, ids)
+	if err != nil {
+		return 0, q.errorf(op, err)
+	}
+	if len(ds) == 0 {
+		return 0, nil
+	}
+	msgs := make([]Message, len(ds))
+	for i, d := range ds {
+		m := d.Message
+		m.VisibleAt = time.Time{}
+		if len(drop) > 0 && len(m.Headers) > 0 {
+			h := make(map[string]string, len(m.Headers))
+			for k, v := range m.Headers {
+				h[k] = v
+			}
+			for _, k := range drop {
+				delete(h, k)
+			}
+			m.Headers = h
+		}
+		msgs[i] = m
+	}
+	if err := dst.Enqueue(ctx, msgs...); err != nil {
+		// Give them back at once rather than when the lease ends.
+		if _, rerr := q.unleaseRows(ctx, ids, token); rerr != nil {
+			q.store.log.Warn("queue: giving back rows after a failed move failed; they return when the lease ends", "queue", q.URI(), "err", rerr)
+		}
+		return 0, q.errorf(op, err)
+	}
+	n, err := q.deleteLeasedRows(ctx, ids, token)
+	if err != nil {
+		return 0, q.errorf(op+": copied, but not deleted here (they will be moved again)", err)
+	}
+	return n, nil
+}
+
+// leaseRows leases the free rows among ids under one new token, in row order.
+func (q *SQLQueue) leaseRows(ctx context.Context, ids []int64) ([]Delivery, int64, error) {
+	now := time.Now()
+	token := newLeaseToken()
+	var (
+		query string
+		args  []any
+	)
+	if q.store.dialect == Postgres {
+		query = `UPDATE ferry_messages SET lease_token = $1, visible_at = $2
+WHERE queue = $3 AND id = ANY($4::bigint[]) AND (lease_token = 0 OR visible_at <= $5)
+RETURNING ` + deliveryColumns
+		args = []any{token, micros(now.Add(crossLease)), q.name, pq.Array(ids), micros(now)}
+	} else {
+		query = `UPDATE ferry_messages SET lease_token = ?, visible_at = ?
+WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) AND (lease_token = 0 OR visible_at <= ?)
+RETURNING ` + deliveryColumns
+		args = []any{token, micros(now.Add(crossLease)), q.name, jsonList(ids), micros(now)}
+	}
+	unlock := q.store.lockWrites()
+	rows, err := q.store.db.QueryxContext(ctx, query, args...)
+	if err != nil {
+		unlock()
+		return nil, 0, fmt.Errorf("lease: %w", err)
+	}
+	ds, err := q.scan(rows)
+	unlock()
+	if err != nil {
+		return nil, 0, fmt.Errorf("lease: %w", err)
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].ID < ds[j].ID })
+	return ds, token, nil
+}
+
+// deleteLeasedRows deletes the rows among ids still leased under token.
+func (q *SQLQueue) deleteLeasedRows(ctx context.Context, ids []int64, token int64) (int, error) {
+	var (
+		query string
+		list  any
+	)
+	if q.store.dialect == Postgres {
+		query = `DELETE FROM ferry_messages WHERE lease_token = $1 AND id = ANY($2::bigint[])`
+		list = pq.Array(ids)
+	} else {
+		query = `DELETE FROM ferry_messages WHERE lease_token = ? AND id IN (SELECT value FROM json_each(?))`
+		list = jsonList(ids)
+	}
+	res, err := q.store.exec(ctx, query, token, list)
+	if err != nil {
+		return 0, fmt.Errorf("delete: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// unleaseRows makes the rows among ids leased under token visible again.
+func (q *SQLQueue) unleaseRows(ctx context.Context, ids []int64, token int64) (int, error) {
+	var (
+		query string
+		list  any
+	)
+	if q.store.dialect == Postgres {
+		query = `UPDATE ferry_messages SET lease_token = 0, visible_at = $1 WHERE lease_token = $2 AND id = ANY($3::bigint[])`
+		list = pq.Array(ids)
+	} else {
+		query = `UPDATE ferry_messages SET lease_token = 0, visible_at = ? WHERE lease_token = ? AND id IN (SELECT value FROM json_each(?))`
+		list = jsonList(ids)
+	}
+	res, err := q.store.exec(ctx, query, micros(time.Now()), token, list)
+	if err != nil {
+		return 0, fmt.Errorf("give back: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
+// DeleteRows deletes the rows of this queue with the given row ids
+// (Delivery.ID), one DELETE per batch of opts.BatchSize, and returns how
+// many it deleted. Rows that are leased, gone or in another queue are skipped.
+func (q *SQLQueue) DeleteRows(ctx context.Context, rowIDs []int64, opts BulkOptions) (int, error) {
+	total := 0
+	for start := 0; start < len(rowIDs); start += opts.batch() {
+		chunk := rowIDs[start:min(start+opts.batch(), len(rowIDs))]
+		now := micros(time.Now())
+		var (
+			query string
+			args  []any
+		)
+		if q.store.dialect == Postgres {
+			query = `DELETE FROM ferry_messages WHERE queue = $1 AND id = ANY($2::bigint[]) AND (lease_token = 0 OR visible_at <= $3)`
+			args = []any{q.name, pq.Array(chunk), now}
+		} else {
+			query = `DELETE FROM ferry_messages WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) AND (lease_token = 0 OR visible_at <= ?)`
+			args = []any{q.name, jsonList(chunk), now}
+		}
+		res, err := q.store.exec(ctx, query, args...)
+		if err != nil {
+			return total, q.errorf(fmt.Sprintf("delete %d rows", len(chunk)), err)
+		}
+		n, _ := res.RowsAffected()
+		total += int(n)
+		opts.done(int(n))
+	}
+	return total, nil
+}
+
+// jsonList encodes ids or names as a JSON array, the one parameter SQLite's
+// json_each turns into a set: the statement's text is the same for any count.
+func jsonList[T int64 | string](xs []T) string {
+	if len(xs) == 0 {
+		return "[]"
+	}
+	if ints, ok := any(xs).([]int64); ok {
+		var b strings.Builder
+		b.WriteByte('[')
+		for i, x := range ints {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			fmt.Fprint(&b, x)
+		}
+		b.WriteByte(']')
+		return b.String()
+	}
+	out, _ := json.Marshal(xs) // strings always encode
+	return string(out)
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

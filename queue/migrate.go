@@ -1,0 +1,106 @@
+package queue
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+//go:embed migrations/postgres/*.sql migrations/sqlite/*.sql
+var migrationFiles embed.FS
+
+// Migration is one versioned schema change embedded in the binary.
+type Migration struct {
+	Version int
+	Name    string
+	SQL     string
+}
+
+// Migrations lists the embedded migrations of a dialect, oldest first.
+func Migrations(d Dialect) ([]Migration, error) {
+	dir := "migrations/" + string(d)
+	entries, err := migrationFiles.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("queue: migrations of %s: %w", d, err)
+	}
+	var out []Migration
+	for _, e := range entries {
+		num, _, ok := strings.Cut(e.Name(), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("queue: migration file %q is not named NNNN_name.sql", e.Name())
+		}
+		body, err := migrationFiles.ReadFile(path.Join(dir, e.Name()))
+		if err != nil {
+			return nil, fmt.Errorf("queue: read migration %q: %w", e.Name(), err)
+		}
+		out = append(out, Migration{Version: v, Name: strings.TrimSuffix(e.Name(), ".sql"), SQL: string(body)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out, nil
+}
+
+// Migrate applies the embedded migrations that the database lacks and
+// returns how many it applied. It is safe to run twice, and from several
+// processes at once: a lock (an advisory lock on PostgreSQL, the write lock
+// on SQLite) lets one apply them while the others wait and then find nothing
+// left to do.
+func (s *Store) Migrate(ctx context.Context) error {
+	_, err := s.MigrateCount(ctx)
+	return err
+}
+
+// MigrateCount is Migrate that also reports how many migrations it applied.
+func (s *Store) MigrateCount(ctx context.Context) (int, error) {
+	migs, err := Migrations(s.dialect)
+	if err != nil {
+		return 0, err
+	}
+	defer s.lockWrites()()
+	tx, err := s.db.BeginTxx(ctx, nil) // SQLite: BEGIN IMMEDIATE, the write lock
+	if err != nil {
+		return 0, fmt.Errorf("queue: migrate: begin: %w", err)
+	}
+	defer tx.Rollback()
+	if s.dialect == Postgres {
+		// Scoped to the schema, so tests in separate schemas do not wait on each other.
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.ferry_migrations'))`); err != nil {
+			return 0, fmt.Errorf("queue: migrate: lock: %w", err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS ferry_migrations (
+version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
+		return 0, fmt.Errorf("queue: migrate: create ferry_migrations: %w", err)
+	}
+	var have []int
+	if err := tx.SelectContext(ctx, &have, "SELECT version FROM ferry_migrations"); err != nil {
+		return 0, fmt.Errorf("queue: migrate: read versions: %w", err)
+	}
+	done := map[int]bool{}
+	for _, v := range have {
+		done[v] = true
+	}
+	applied := 0
+	for _, m := range migs {
+		if done[m.Version] {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+			return 0, fmt.Errorf("queue: migration %s: %w", m.Name, err)
+		}
+		if _, err := tx.ExecContext(ctx, s.db.Rebind("INSERT INTO ferry_migrations (version, name, applied_at) VALUES (?, ?, ?)"),
+			m.Version, m.Name, micros(time.Now())); err != nil {
+			return 0, fmt.Errorf("queue: record migration %s: %w", m.Name, err)
+		}
+		applied++
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("queue: migrate: commit: %w", err)
+	}
+	return applied, nil
+}

@@ -1,0 +1,235 @@
+package queue_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/queue"
+)
+
+// Environment of the consumer child process of TestMultiProcessSQLite.
+const (
+	mpEnvRole = "FERRY_QUEUE_TEST_ROLE" // "consumer" in the child
+	mpEnvDSN  = "FERRY_QUEUE_TEST_DSN"
+	mpEnvOut  = "FERRY_QUEUE_TEST_OUT" // file of handled MessageIDs, one per line
+)
+
+const mpQueue = "shared"
+
+// TestHelperProcess is not a test: it is the consumer process that
+// TestMultiProcessSQLite starts by re-running the test binary. It receives
+// and acks messages until its stdin closes, writing each MessageID it acked
+// to the file named by FERRY_QUEUE_TEST_OUT; it creates OUT.ready once it is
+// receiving.
+func TestHelperProcess(t *testing.T) {
+	if os.Getenv(mpEnvRole) != "consumer" {
+		t.Skip("the consumer process of TestMultiProcessSQLite")
+	}
+	if err := mpConsume(os.Getenv(mpEnvDSN), os.Getenv(mpEnvOut)); err != nil {
+		fmt.Fprintln(os.Stderr, "consumer:", err)
+		os.Exit(3)
+	}
+}
+
+func mpConsume(dsn, outPath string) error {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	go func() { // the parent closes our stdin to stop us
+		io.Copy(io.Discard, os.Stdin)
+		stop()
+	}()
+	s, err := queue.Open(ctx, dsn, queue.Options{AutoMigrate: true, MaxPoll: 50 * time.Millisecond})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	q, err := s.Queue(mpQueue)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(outPath)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(f)
+	if err := os.WriteFile(outPath+".ready", nil, 0o644); err != nil {
+		return err
+	}
+	for {
+		ds, err := q.ReceiveWait(ctx, 10, time.Minute)
+		if err != nil {
+			if ctx.Err() != nil {
+				break
+			}
+			return err
+		}
+		if err := q.Ack(context.Background(), ds...); err != nil {
+			return err
+		}
+		for _, d := range ds {
+			fmt.Fprintln(w, d.MessageID)
+		}
+		if err := w.Flush(); err != nil {
+			return err
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+type mpChild struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	out    string
+	output bytes.Buffer
+	done   chan error
+}
+
+// TestMultiProcessSQLite runs two consumer processes on one SQLite file:
+// together they must handle every message exactly once.
+func TestMultiProcessSQLite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	ctx := context.Background()
+	dsn := testdb.SQLite(t)
+	s, err := queue.Open(ctx, dsn, queue.Options{AutoMigrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	q, err := s.Queue(mpQueue)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	dir := t.TempDir()
+	children := make([]*mpChild, 2)
+	for i := range children {
+		c := &mpChild{out: filepath.Join(dir, fmt.Sprintf("consumer-%d.txt", i)), done: make(chan error, 1)}
+		c.cmd = exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
+		c.cmd.Env = append(os.Environ(), mpEnvRole+"=consumer", mpEnvDSN+"="+dsn, mpEnvOut+"="+c.out)
+		c.cmd.Stdout = &c.output
+		c.cmd.Stderr = &c.output
+		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.cmd.Start(); err != nil {
+			t.Fatalf("start consumer %d: %v", i, err)
+		}
+		go func() { c.done <- c.cmd.Wait() }()
+		children[i] = c
+	}
+	t.Cleanup(func() {
+		for _, c := range children {
+			c.cmd.Process.Kill() // a no-op once it has exited
+		}
+	})
+	// exited fails the test when a consumer ended before it was told to.
+	exited := func() {
+		for i, c := range children {
+			select {
+			case err := <-c.done:
+				t.Fatalf("consumer %d exited early (%v):\n%s", i, err, c.output.String())
+			default:
+			}
+		}
+	}
+	mpWait(t, "both consumers to be ready", func() bool {
+		exited()
+		for _, c := range children {
+			if _, err := os.Stat(c.out + ".ready"); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+
+	const n = 3000
+	all := make(map[string]bool, n)
+	for start := 0; start < n; start += 100 {
+		batch := make([]queue.Message, 100)
+		for i := range batch {
+			id := fmt.Sprintf("mp-%05d", start+i)
+			batch[i] = queue.Message{MessageID: id, Body: []byte(id)}
+			all[id] = true
+		}
+		if err := q.Enqueue(ctx, batch...); err != nil {
+			t.Fatalf("Enqueue: %v", err)
+		}
+	}
+	mpWait(t, "the consumers to drain the queue", func() bool {
+		exited()
+		c, err := q.Count(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.Total() == 0
+	})
+	for _, c := range children {
+		c.stdin.Close()
+	}
+	for i, c := range children {
+		select {
+		case err := <-c.done:
+			if err != nil {
+				t.Fatalf("consumer %d: %v\n%s", i, err, c.output.String())
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatalf("consumer %d did not stop", i)
+		}
+	}
+
+	seen := map[string]int{}
+	counts := make([]int, len(children))
+	for i, c := range children {
+		data, err := os.ReadFile(c.out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range strings.Fields(string(data)) {
+			if prev, ok := seen[id]; ok {
+				t.Errorf("%s handled by consumer %d and consumer %d", id, prev, i)
+			}
+			if !all[id] {
+				t.Errorf("consumer %d handled unknown message %q", i, id)
+			}
+			seen[id] = i
+			counts[i]++
+		}
+	}
+	for id := range all {
+		if _, ok := seen[id]; !ok {
+			t.Errorf("%s was lost", id)
+		}
+	}
+	for i, k := range counts {
+		if k == 0 {
+			t.Errorf("consumer %d handled nothing: the test proves nothing about sharing", i)
+		}
+	}
+	t.Logf("messages per consumer: %v", counts)
+}
+
+func mpWait(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

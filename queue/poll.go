@@ -1,0 +1,7 @@
+package queue
+
+import "time"
+
+// MaxPoll is the longest an idle receiver of this queue should wait between
+// polls when no wake-up arrives (the store's Options.MaxPoll).
+func (q *SQLQueue) MaxPoll() time.Duration { return q.store.opts.MaxPoll }

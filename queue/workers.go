@@ -1,0 +1,54 @@
+package queue
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// WorkerRecord is a worker session as a distributor last saw it.
+type WorkerRecord struct {
+	ID       string    `db:"worker_id"`
+	Session  string    `db:"session"`
+	Inbox    string    `db:"inbox"`
+	LastSeen time.Time `db:"-"`
+	Seen     int64     `db:"last_seen"`
+}
+
+// RecordWorker stores (or refreshes) a worker session of the distributor
+// whose control queue is controlQueue. An older session never replaces a
+// newer one (session ids sort by start).
+func (s *Store) RecordWorker(ctx context.Context, controlQueue string, w WorkerRecord) error {
+	_, err := s.exec(ctx, s.db.Rebind(`INSERT INTO ferry_workers (control_queue, worker_id, session, inbox, last_seen)
+VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (control_queue, worker_id) DO UPDATE SET session = excluded.session, inbox = excluded.inbox, last_seen = excluded.last_seen
+WHERE excluded.session >= ferry_workers.session`), controlQueue, w.ID, w.Session, w.Inbox, micros(w.LastSeen))
+	if err != nil {
+		return fmt.Errorf("queue: record worker %s of %s: %w", w.ID, controlQueue, err)
+	}
+	return nil
+}
+
+// Workers lists the worker sessions recorded for a control queue.
+func (s *Store) Workers(ctx context.Context, controlQueue string) ([]WorkerRecord, error) {
+	var out []WorkerRecord
+	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT worker_id, session, inbox, last_seen FROM ferry_workers
+WHERE control_queue = ? ORDER BY worker_id`), controlQueue)
+	if err != nil {
+		return nil, fmt.Errorf("queue: list workers of %s: %w", controlQueue, err)
+	}
+	for i := range out {
+		out[i].LastSeen = fromMicros(out[i].Seen)
+	}
+	return out, nil
+}
+
+// ForgetWorker removes a worker's record if it still holds session.
+func (s *Store) ForgetWorker(ctx context.Context, controlQueue, workerID, session string) error {
+	_, err := s.exec(ctx, s.db.Rebind(`DELETE FROM ferry_workers WHERE control_queue = ? AND worker_id = ? AND session = ?`),
+		controlQueue, workerID, session)
+	if err != nil {
+		return fmt.Errorf("queue: forget worker %s of %s: %w", workerID, controlQueue, err)
+	}
+	return nil
+}
