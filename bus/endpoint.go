@@ -1,0 +1,404 @@
+// Package bus is ferry's service bus: endpoints that send, publish, reply
+// and defer typed messages over SQL queues, and handle them with retries,
+// an error queue and graceful shutdown.
+//
+// An Endpoint has an optional inbox (work queue, error queue, threads) and a
+// Mux of handlers registered by message type name:
+//
+//	mux := bus.NewMux()
+//	bus.Handle(mux, "orders.placed", func(ctx context.Context, m *bus.Message, o OrderPlaced) error {
+//		return m.Publish(ctx, OrderAccepted{ID: o.ID})
+//	})
+//	ep, err := bus.New(ctx, conns, bus.Config{Name: "orders", Inbox: &bus.InboxConfig{...}}, mux)
+//	ep.Start(ctx)
+//	defer ep.Stop(ctx)
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrybus/ferry/queue"
+)
+
+// InboxConfig configures an endpoint's inbox.
+type InboxConfig struct {
+	// WorkQueue is the URI messages are received from. Required.
+	WorkQueue string `json:"workQueue" koanf:"workQueue"`
+	// ErrorQueue is the URI failed messages are moved to. Required.
+	ErrorQueue string `json:"errorQueue" koanf:"errorQueue"`
+	// Threads is how many messages are handled at once. Default 4.
+	Threads int `json:"threads" koanf:"threads"`
+	// Lease is how long a received message stays invisible to others; it
+	// is renewed while the handler runs. Default 30s.
+	Lease time.Duration `json:"lease" koanf:"lease"`
+	// Retry is the retry policy. Default: DefaultRetryPolicy.
+	Retry *RetryPolicy `json:"retry" koanf:"retry"`
+	// Idempotent acks, without handling again, a message whose id this
+	// endpoint has already handled.
+	Idempotent bool `json:"idempotent" koanf:"idempotent"`
+	// Prefetch is how many received messages may wait in memory for a free
+	// thread, so that receives carry many rows under load. One that waits
+	// longer than half its lease is given back for other consumers, and Stop
+	// gives back the rest. Default: as many as Threads; -1 turns prefetching off.
+	Prefetch int `json:"prefetch" koanf:"prefetch"`
+	// Rules decide, first match wins, whether a failed message is retried,
+	// discarded or parked in the error queue. With none matching, the
+	// defaults below apply by kind of failure: handler errors and panics
+	// are retried, permanent errors and poison messages parked.
+	Rules []Rule `json:"rules" koanf:"rules"`
+	// OnDecodeError is the default action for a message whose headers or
+	// body cannot be decoded. Default retry.
+	OnDecodeError Action `json:"onDecodeError" koanf:"onDecodeError"`
+	// OnNoHandler is the default action for a message of a type with no
+	// handler. Default retry.
+	OnNoHandler Action `json:"onNoHandler" koanf:"onNoHandler"`
+	// OnExpired is the default action for a message received after its
+	// ExpiresAt. Default discard.
+	OnExpired Action `json:"onExpired" koanf:"onExpired"`
+	// OnOversize is the default action for a message whose body is over
+	// MaxBodyBytes. Default park.
+	OnOversize Action `json:"onOversize" koanf:"onOversize"`
+	// MaxBodyBytes, when positive, is the largest body handled: a larger
+	// one fails with kind "oversize" without reaching a handler.
+	MaxBodyBytes int `json:"maxBodyBytes" koanf:"maxBodyBytes"`
+}
+
+// Config configures an Endpoint.
+type Config struct {
+	// Name identifies the endpoint in failure records and idempotence keys. Required.
+	Name string
+	// Inbox, when set, makes the endpoint receive and handle messages.
+	Inbox *InboxConfig
+	// Routes map message types to the queues Send delivers them to.
+	Routes []Route
+	// Subscribe lists the types (or patterns) the inbox subscribes to at Start.
+	Subscribe []string
+	// SubscriptionConnection names the connection that stores subscriptions.
+	// Default: the inbox's connection, else "default".
+	SubscriptionConnection string
+	// SubscriptionRefresh is how long publishers cache subscriptions. Default 5s.
+	SubscriptionRefresh time.Duration
+	// Serializer encodes bodies. Default JSON.
+	Serializer Serializer
+	// Logger receives the endpoint's events. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Stats counts what an endpoint's inbox did since it started.
+type Stats struct {
+	Received   int64 `json:"received"`
+	Handled    int64 `json:"handled"`
+	Failed     int64 `json:"failed"`     // failed attempts
+	Retried    int64 `json:"retried"`    // released for another attempt
+	Errored    int64 `json:"errored"`    // moved to the error queue
+	Expired    int64 `json:"expired"`    // found past ExpiresAt (then discarded by default)
+	Duplicates int64 `json:"duplicates"` // acked unhandled: already handled
+	Discarded  int64 `json:"discarded"`  // acked unhandled by a discard action, expired ones included
+}
+
+type counters struct {
+	received, handled, failed, retried, errored, expired, duplicates, discarded atomic.Int64
+}
+
+// Endpoint sends messages and, with an inbox, handles them.
+type Endpoint struct {
+	cfg   Config
+	conns *queue.Connections
+	mux   *Mux
+	ser   Serializer
+	log   *slog.Logger
+	retry RetryPolicy
+	rec   *recovery // rules and defaults for failed messages
+	lease time.Duration
+
+	inbox      *queue.SQLQueue
+	errorQueue *queue.SQLQueue
+	subs       *subscriptions
+
+	qmu    sync.Mutex
+	queues map[string]*queue.SQLQueue
+
+	stats counters
+
+	// running state, set by Start
+	runMu     sync.Mutex
+	started   bool
+	stopped   bool
+	recvStop  context.CancelFunc    // stops receiving
+	hctx      context.Context       // handlers' context
+	hcancel   context.CancelFunc    // cancels handlers at the end of Stop
+	free      chan int              // idle thread numbers
+	threads   []chan queue.Delivery // work for each thread
+	loops     sync.WaitGroup        // receive loop, heartbeat
+	workers   sync.WaitGroup        // threads
+	acks      *acker                // batches the threads' acks
+	abandoned atomic.Bool           // Abandon: leave buffered messages leased, as a crash would
+	inflight  sync.Map              // delivery id -> *inflight
+	hooks     Hooks
+}
+
+// Hooks let a role built on an endpoint (a worker, a distributor) follow
+// its threads. Each is optional and must not block.
+type Hooks struct {
+	// Idle is called with the threads that found the inbox empty: they wait
+	// for work. It is called again after each empty receive.
+	Idle func(threads []int)
+	// ThreadBusy is called when thread is given a message.
+	ThreadBusy func(thread int)
+	// Gate, when set, is asked before each receive; while it returns false
+	// the inbox does not receive (a distributor that prefers its workers).
+	Gate func() bool
+}
+
+type inflight struct {
+	mu       sync.Mutex
+	d        queue.Delivery
+	received time.Time // when it was leased
+	renewed  time.Time
+	started  bool // a handler has it; until then it waits in the prefetch buffer
+	released bool // settled or given back: nobody may handle it any more
+}
+
+// New validates cfg, resolves its queues and returns an endpoint ready to Start.
+func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*Endpoint, error) {
+	if cfg.Name == "" {
+		return nil, errors.New("bus: endpoint name: required")
+	}
+	if mux == nil {
+		mux = NewMux()
+	}
+	e := &Endpoint{cfg: cfg, conns: conns, mux: mux, ser: cfg.Serializer, log: cfg.Logger, queues: map[string]*queue.SQLQueue{}}
+	if e.ser == nil {
+		e.ser = JSON{}
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.log = e.log.With("endpoint", cfg.Name)
+	if err := validateRoutes(cfg.Routes); err != nil {
+		return nil, fmt.Errorf("bus: endpoint %q: %w", cfg.Name, err)
+	}
+	subConn := cfg.SubscriptionConnection
+	if in := cfg.Inbox; in != nil {
+		if in.WorkQueue == "" {
+			return nil, fmt.Errorf("bus: endpoint %q: inbox.workQueue: required", cfg.Name)
+		}
+		if in.ErrorQueue == "" {
+			return nil, fmt.Errorf("bus: endpoint %q: inbox.errorQueue: required", cfg.Name)
+		}
+		var err error
+		if e.inbox, err = e.queue(ctx, in.WorkQueue); err != nil {
+			return nil, fmt.Errorf("bus: endpoint %q: inbox.workQueue: %w", cfg.Name, err)
+		}
+		if e.errorQueue, err = e.queue(ctx, in.ErrorQueue); err != nil {
+			return nil, fmt.Errorf("bus: endpoint %q: inbox.errorQueue: %w", cfg.Name, err)
+		}
+		if in.Threads < 0 {
+			return nil, fmt.Errorf("bus: endpoint %q: inbox.threads: %d is negative", cfg.Name, in.Threads)
+		}
+		if e.rec, err = newRecovery(in); err != nil {
+			return nil, fmt.Errorf("bus: endpoint %q: %w", cfg.Name, err)
+		}
+		e.retry = e.rec.retry
+		e.lease = in.Lease
+		if e.lease <= 0 {
+			e.lease = 30 * time.Second
+		}
+		if subConn == "" {
+			subConn = e.inbox.Store().Name()
+		}
+	}
+	if subConn == "" {
+		subConn = "default"
+	}
+	if store, err := conns.Store(ctx, subConn); err == nil {
+		refresh := cfg.SubscriptionRefresh
+		if refresh <= 0 {
+			refresh = 5 * time.Second
+		}
+		e.subs = &subscriptions{store: store, refresh: refresh}
+	} else if cfg.SubscriptionConnection != "" || len(cfg.Subscribe) > 0 {
+		return nil, fmt.Errorf("bus: endpoint %q: subscription connection: %w", cfg.Name, err)
+	}
+	return e, nil
+}
+
+// queue resolves and caches a queue URI.
+func (e *Endpoint) queue(ctx context.Context, uri string) (*queue.SQLQueue, error) {
+	e.qmu.Lock()
+	defer e.qmu.Unlock()
+	if q, ok := e.queues[uri]; ok {
+		return q, nil
+	}
+	q, err := e.conns.Queue(ctx, uri)
+	if err != nil {
+		return nil, err
+	}
+	e.queues[uri] = q
+	return q, nil
+}
+
+// Name is the endpoint's name.
+func (e *Endpoint) Name() string { return e.cfg.Name }
+
+// Inbox is the inbox work queue, or nil for a send-only endpoint.
+func (e *Endpoint) Inbox() *queue.SQLQueue { return e.inbox }
+
+// ErrorQueue is the inbox's error queue, or nil.
+func (e *Endpoint) ErrorQueue() *queue.SQLQueue { return e.errorQueue }
+
+// Mux is the endpoint's handler registry.
+func (e *Endpoint) Mux() *Mux { return e.mux }
+
+// Threads is the number of inbox threads.
+func (e *Endpoint) Threads() int {
+	if e.cfg.Inbox == nil {
+		return 0
+	}
+	if e.cfg.Inbox.Threads == 0 {
+		return 4
+	}
+	return e.cfg.Inbox.Threads
+}
+
+// SetHooks installs thread hooks; call it before Start.
+func (e *Endpoint) SetHooks(h Hooks) { e.hooks = h }
+
+// Stats returns the inbox counters.
+func (e *Endpoint) Stats() Stats {
+	c := &e.stats
+	return Stats{
+		Received: c.received.Load(), Handled: c.handled.Load(), Failed: c.failed.Load(),
+		Retried: c.retried.Load(), Errored: c.errored.Load(), Expired: c.expired.Load(),
+		Duplicates: c.duplicates.Load(), Discarded: c.discarded.Load(),
+	}
+}
+
+// Start subscribes the inbox to its configured types and starts handling
+// messages. A send-only endpoint has nothing to start.
+func (e *Endpoint) Start(ctx context.Context) error {
+	e.runMu.Lock()
+	defer e.runMu.Unlock()
+	if e.started && !e.stopped {
+		return fmt.Errorf("bus: endpoint %q: already started", e.cfg.Name)
+	}
+	e.stopped = false // a stopped endpoint may start again
+	e.abandoned.Store(false)
+	if e.inbox == nil {
+		e.started = true
+		return nil
+	}
+	if len(e.cfg.Subscribe) > 0 {
+		if err := e.Subscribe(ctx, e.cfg.Subscribe...); err != nil {
+			return fmt.Errorf("bus: endpoint %q: subscribe: %w", e.cfg.Name, err)
+		}
+	}
+	n := e.Threads()
+	recvCtx, recvStop := context.WithCancel(context.Background())
+	e.recvStop = recvStop
+	e.hctx, e.hcancel = context.WithCancel(context.Background())
+	e.free = make(chan int, n)
+	e.threads = make([]chan queue.Delivery, n)
+	for i := range n {
+		e.threads[i] = make(chan queue.Delivery, 1)
+		e.free <- i
+		e.workers.Add(1)
+		go e.thread(i)
+	}
+	e.acks = newAcker(e.inbox)
+	e.loops.Add(2)
+	go e.receiveLoop(recvCtx)
+	go e.heartbeat(recvCtx)
+	e.started = true
+	e.log.Info("endpoint started", "inbox", e.inbox.URI(), "threads", n)
+	return nil
+}
+
+// Stop stops receiving, lets in-flight handlers finish until ctx ends, then
+// cancels the handlers' context and releases what is left unhandled, so no
+// message of the endpoint stays leased. It returns ctx's error when it had
+// to release messages.
+func (e *Endpoint) Stop(ctx context.Context) error {
+	e.runMu.Lock()
+	defer e.runMu.Unlock()
+	if !e.started || e.stopped || e.inbox == nil {
+		e.stopped = true
+		return nil
+	}
+	e.stopped = true
+	e.recvStop()
+	e.loops.Wait() // the receive loop has handed every received message to a thread
+	for _, ch := range e.threads {
+		close(ch)
+	}
+	done := make(chan struct{})
+	go func() { e.workers.Wait(); close(done) }()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		e.hcancel()
+		released := e.releaseInflight()
+		err = fmt.Errorf("bus: endpoint %q: stop: %d message(s) released unhandled: %w", e.cfg.Name, released, ctx.Err())
+		e.log.Warn("stop deadline passed; released unfinished messages", "released", released)
+	}
+	e.hcancel()
+	e.acks.close()
+	e.log.Info("endpoint stopped", "stats", e.Stats())
+	return err
+}
+
+// Abandon stops the endpoint as a crash would, for failure tests: it stops
+// receiving and cancels the handlers' context at once, and leaves every
+// message it holds leased, to come back only when its lease ends.
+func (e *Endpoint) Abandon() {
+	e.runMu.Lock()
+	defer e.runMu.Unlock()
+	if !e.started || e.stopped || e.inbox == nil {
+		return
+	}
+	e.stopped = true
+	e.abandoned.Store(true)
+	e.recvStop()
+	e.loops.Wait()
+	e.inflight.Range(func(_, v any) bool {
+		f := v.(*inflight)
+		f.mu.Lock()
+		f.released = true // no ack, release or move will follow
+		f.mu.Unlock()
+		return true
+	})
+	e.hcancel()
+	e.acks.close()
+	for _, ch := range e.threads {
+		close(ch)
+	}
+}
+
+// releaseInflight gives back every message still being handled.
+func (e *Endpoint) releaseInflight() int {
+	n := 0
+	e.inflight.Range(func(_, v any) bool {
+		f := v.(*inflight)
+		f.mu.Lock()
+		if !f.released {
+			f.released = true
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := e.inbox.Release(ctx, f.d, queue.ReleaseOptions{Uncount: true}); err != nil {
+				e.log.Warn("release at stop failed; the lease will expire", "message", f.d.MessageID, "err", err)
+			} else {
+				n++
+			}
+			cancel()
+		}
+		f.mu.Unlock()
+		return true
+	})
+	return n
+}

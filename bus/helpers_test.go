@@ -1,0 +1,126 @@
+package bus_test
+
+import (
+	"context"
+	"encoding/json"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/queue"
+)
+
+// forEachStore runs fn once on a fresh SQLite file and once on a fresh
+// PostgreSQL schema, each as connection "default".
+func forEachStore(t *testing.T, fn func(t *testing.T, conns *queue.Connections)) {
+	for _, d := range testdb.Dialects() {
+		t.Run(d, func(t *testing.T) {
+			t.Parallel()
+			conns := queue.NewConnections(map[string]string{"default": testdb.DSN(t, d)},
+				queue.Options{AutoMigrate: true, MaxPoll: 100 * time.Millisecond})
+			t.Cleanup(func() { conns.Close() })
+			fn(t, conns)
+		})
+	}
+}
+
+// start creates and starts an endpoint, stopped when the test ends.
+func start(t *testing.T, conns *queue.Connections, cfg bus.Config, mux *bus.Mux) *bus.Endpoint {
+	t.Helper()
+	ctx := context.Background()
+	ep, err := bus.New(ctx, conns, cfg, mux)
+	if err != nil {
+		t.Fatalf("new endpoint %s: %v", cfg.Name, err)
+	}
+	if err := ep.Start(ctx); err != nil {
+		t.Fatalf("start endpoint %s: %v", cfg.Name, err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		ep.Stop(ctx)
+	})
+	return ep
+}
+
+// inbox is an inbox config on connection "default" with fast retries.
+func inbox(name string, threads int) *bus.InboxConfig {
+	return &bus.InboxConfig{
+		WorkQueue:  "sql://default/" + name,
+		ErrorQueue: "sql://default/" + name + "-error",
+		Threads:    threads,
+		Retry:      &bus.RetryPolicy{MaxAttempts: 3},
+	}
+}
+
+// eventually waits until cond holds, failing the test after timeout.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// recorder collects handled messages safely.
+type recorder[T any] struct {
+	mu   sync.Mutex
+	msgs []bus.Envelope
+	vals []T
+}
+
+func (r *recorder[T]) add(m *bus.Message, v T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, m.Envelope)
+	r.vals = append(r.vals, v)
+}
+
+func (r *recorder[T]) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+func (r *recorder[T]) get(i int) (bus.Envelope, T) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.msgs[i], r.vals[i]
+}
+
+func counts(t *testing.T, conns *queue.Connections, uri string) queue.Counts {
+	t.Helper()
+	q, err := conns.Queue(context.Background(), uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := q.Count(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+type OrderPlaced struct {
+	ID    string  `json:"id"`
+	Total float64 `json:"total"`
+}
+
+type OrderAccepted struct {
+	ID string `json:"id"`
+}
+
+type Ping struct {
+	N int `json:"n"`
+}
+
+type Pong struct {
+	N int `json:"n"`
+}
+
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
