@@ -1,0 +1,320 @@
+package distributor
+
+import (
+	"sync"
+	"time"
+
+	"github.com/ferrybus/ferry/queue"
+	"github.com/ferrybus/ferry/worker"
+)
+
+// availability is one idle thread of one worker session.
+type availability struct {
+	worker  string
+	session string
+	inbox   string
+	thread  int
+	expires time.Time
+}
+
+// workerState is what the distributor knows of a worker.
+type workerState struct {
+	id       string
+	session  string
+	inbox    string
+	threads  int
+	lastSeen time.Time
+	stopping bool
+	// persisted is when the session was last written to ferry_workers.
+	persisted time.Time
+}
+
+// registry holds worker sessions and their idle threads. At rest it holds
+// exactly one entry per idle thread of each live worker session: a renewed
+// availability refreshes its entry, a newer session replaces an older one's
+// entries, and entries expire when not renewed.
+type registry struct {
+	mu      sync.Mutex
+	workers map[string]*workerState
+	avail   []*availability // first in, first served
+	index   map[availKey]*availability
+	changed chan struct{}
+	// held counts availabilities taken by the distribute loop and not yet
+	// settled: they are live, only out of the list while a move runs.
+	held int
+}
+
+type availKey struct {
+	worker string
+	thread int
+}
+
+func newRegistry() *registry {
+	return &registry{workers: map[string]*workerState{}, index: map[availKey]*availability{}, changed: make(chan struct{})}
+}
+
+// signal wakes whoever waits on changes. Call with mu held.
+func (r *registry) signal() {
+	close(r.changed)
+	r.changed = make(chan struct{})
+}
+
+// wait returns a channel closed at the next change.
+func (r *registry) wait() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.changed
+}
+
+// session admits a message of session for worker id: it reports false for a
+// message of an older session, and replaces an older session with a newer
+// one (dropping its availabilities). Call with mu held.
+func (r *registry) session(id, session, inbox string, now time.Time) (*workerState, bool) {
+	w, ok := r.workers[id]
+	if !ok {
+		w = &workerState{id: id, session: session, inbox: inbox}
+		r.workers[id] = w
+	}
+	switch {
+	case session < w.session: // UUIDv7: an earlier session sorts first
+		return w, false
+	case session > w.session:
+		r.dropWorker(id)
+		w.session, w.stopping = session, false
+	}
+	w.inbox = inbox
+	w.lastSeen = now
+	return w, true
+}
+
+// dropWorker removes every availability of a worker. Call with mu held.
+func (r *registry) dropWorker(id string) {
+	kept := r.avail[:0]
+	for _, a := range r.avail {
+		if a.worker == id {
+			delete(r.index, availKey{a.worker, a.thread})
+			continue
+		}
+		kept = append(kept, a)
+	}
+	clear(r.avail[len(kept):])
+	r.avail = kept
+}
+
+func (r *registry) started(m worker.Started, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.session(m.WorkerID, m.Session, m.Inbox, now); ok {
+		w.threads = m.Threads
+	}
+}
+
+func (r *registry) heartbeat(m worker.Heartbeat, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.session(m.WorkerID, m.Session, m.Inbox, now)
+}
+
+// available records (or renews) one idle thread.
+func (r *registry) available(m worker.ThreadAvailable, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.session(m.WorkerID, m.Session, m.Inbox, now)
+	if !ok || w.stopping {
+		return
+	}
+	validFor := m.ValidFor
+	if validFor <= 0 {
+		validFor = 3 * worker.DefaultAvailabilityInterval
+	}
+	expires := m.SentAt.Add(validFor)
+	if !expires.After(now) {
+		return // stale: it waited in the control queue too long
+	}
+	key := availKey{m.WorkerID, m.Thread}
+	if a, ok := r.index[key]; ok {
+		a.expires, a.session, a.inbox = expires, m.Session, m.Inbox
+		return
+	}
+	a := &availability{worker: m.WorkerID, session: m.Session, inbox: m.Inbox, thread: m.Thread, expires: expires}
+	r.index[key] = a
+	r.avail = append(r.avail, a)
+	r.signal()
+}
+
+// stopping ends a session: no more work goes to it.
+func (r *registry) stopping(m worker.Stopping, now time.Time) *workerState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.session(m.WorkerID, m.Session, m.Inbox, now)
+	if !ok {
+		return nil
+	}
+	w.stopping = true
+	r.dropWorker(m.WorkerID)
+	cp := *w
+	return &cp
+}
+
+// take removes and returns the first unexpired availability, or nil.
+func (r *registry) take(now time.Time) *availability {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for len(r.avail) > 0 {
+		a := r.avail[0]
+		r.avail[0] = nil
+		r.avail = r.avail[1:]
+		delete(r.index, availKey{a.worker, a.thread})
+		if a.expires.After(now) {
+			return a
+		}
+	}
+	return nil
+}
+
+// takeWorker removes and returns the first unexpired availability together
+// with every other live availability of the same worker session, in order:
+// one move can serve them all.
+func (r *registry) takeWorker(now time.Time) []*availability {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*availability
+	kept := r.avail[:0]
+	for _, a := range r.avail {
+		switch {
+		case !a.expires.After(now):
+			delete(r.index, availKey{a.worker, a.thread})
+		case len(out) == 0 || (a.worker == out[0].worker && a.session == out[0].session):
+			delete(r.index, availKey{a.worker, a.thread})
+			out = append(out, a)
+		default:
+			kept = append(kept, a)
+		}
+	}
+	clear(r.avail[len(kept):])
+	r.avail = kept
+	r.held += len(out)
+	return out
+}
+
+// settle ends the hold on as, taken by takeWorker: the first used were
+// spent by a move, the rest go back to the front in their order.
+func (r *registry) settle(as []*availability, used int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.held -= len(as)
+	for i := len(as) - 1; i >= used; i-- {
+		r.putBackLocked(as[i])
+	}
+}
+
+// putBackLocked returns an unused availability to the front, unless a fresher
+// announcement of the same thread arrived meanwhile.
+// Call with mu held.
+func (r *registry) putBackLocked(a *availability) {
+	key := availKey{a.worker, a.thread}
+	if _, ok := r.index[key]; ok {
+		return
+	}
+	if w, ok := r.workers[a.worker]; !ok || w.session != a.session || w.stopping {
+		return
+	}
+	r.index[key] = a
+	r.avail = append([]*availability{a}, r.avail...)
+}
+
+// count returns the number of live availabilities, those held by a move
+// in progress included.
+func (r *registry) count(now time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := r.held
+	for _, a := range r.avail {
+		if a.expires.After(now) {
+			n++
+		}
+	}
+	return n
+}
+
+// silent returns the workers to reclaim from: stopping, or not heard from
+// since before cutoff. Their availabilities are dropped.
+func (r *registry) silent(cutoff time.Time) []workerState {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []workerState
+	for id, w := range r.workers {
+		if w.stopping || w.lastSeen.Before(cutoff) {
+			r.dropWorker(id)
+			out = append(out, *w)
+		}
+	}
+	return out
+}
+
+// forget removes a worker that is gone and whose queue is empty, unless it
+// came back since, and returns the session it forgot.
+func (r *registry) forget(id string, cutoff time.Time) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if w, ok := r.workers[id]; ok && (w.stopping || w.lastSeen.Before(cutoff)) {
+		delete(r.workers, id)
+		return w.session, true
+	}
+	return "", false
+}
+
+// restore adds the workers a previous distributor recorded, unless a newer
+// session of theirs is known already. They have no availabilities: they
+// get work again when they announce, and their queues are returned if they
+// stay silent.
+func (r *registry) restore(recs []queue.WorkerRecord) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rec := range recs {
+		if w, ok := r.workers[rec.ID]; ok && w.session >= rec.Session {
+			continue
+		}
+		r.workers[rec.ID] = &workerState{id: rec.ID, session: rec.Session, inbox: rec.Inbox, lastSeen: rec.LastSeen, persisted: rec.LastSeen}
+	}
+}
+
+// persistDue returns the worker's state when its record is older than every.
+func (r *registry) persistDue(id string, now time.Time, every time.Duration) (workerState, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	w, ok := r.workers[id]
+	if !ok || now.Sub(w.persisted) < every {
+		return workerState{}, false
+	}
+	w.persisted = now
+	return *w, true
+}
+
+// Snapshot is the registry as seen at one moment, for tests and tooling.
+type Snapshot struct {
+	// Workers maps worker id to its current session.
+	Workers map[string]string
+	// Available counts live availabilities per worker id.
+	Available map[string]int
+	// Threads lists the available thread numbers per worker id.
+	Threads map[string][]int
+}
+
+func (r *registry) snapshot(now time.Time) Snapshot {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Snapshot{Workers: map[string]string{}, Available: map[string]int{}, Threads: map[string][]int{}}
+	for id, w := range r.workers {
+		if !w.stopping {
+			s.Workers[id] = w.session
+		}
+	}
+	for _, a := range r.avail {
+		if a.expires.After(now) {
+			s.Available[a.worker]++
+			s.Threads[a.worker] = append(s.Threads[a.worker], a.thread)
+		}
+	}
+	return s
+}

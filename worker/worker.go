@@ -1,0 +1,314 @@
+// Package worker runs an endpoint as a worker of a distributor: it handles
+// messages from its own work queue, into which the distributor moves work,
+// and tells the distributor's control inbox about itself:
+//
+//   - Started when it starts, with a new session id (a UUIDv7, so a later
+//     session sorts after an earlier one);
+//   - one ThreadAvailable per idle thread, repeated every
+//     AvailabilityInterval while the thread stays idle;
+//   - Heartbeat every AvailabilityInterval while no thread is idle, so a busy
+//     worker is never taken for a dead one;
+//   - Stopping on a graceful stop.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/queue"
+)
+
+// Control message type names.
+const (
+	TypeStarted         = "ferry.worker.started"
+	TypeThreadAvailable = "ferry.worker.thread-available"
+	TypeHeartbeat       = "ferry.worker.heartbeat"
+	TypeStopping        = "ferry.worker.stopping"
+)
+
+// Started announces a worker session.
+type Started struct {
+	WorkerID string    `json:"workerId"`
+	Session  string    `json:"session"`
+	Inbox    string    `json:"inbox"`
+	Threads  int       `json:"threads"`
+	SentAt   time.Time `json:"sentAt"`
+}
+
+// MessageType names the message on the bus.
+func (Started) MessageType() string { return TypeStarted }
+
+// ThreadAvailable says one thread of a worker is idle and wants work.
+type ThreadAvailable struct {
+	WorkerID string    `json:"workerId"`
+	Session  string    `json:"session"`
+	Inbox    string    `json:"inbox"`
+	Thread   int       `json:"thread"`
+	SentAt   time.Time `json:"sentAt"`
+	// ValidFor is how long the availability holds unless renewed.
+	ValidFor time.Duration `json:"validFor"`
+}
+
+// MessageType names the message on the bus.
+func (ThreadAvailable) MessageType() string { return TypeThreadAvailable }
+
+// Heartbeat says a worker is alive while all its threads are busy.
+type Heartbeat struct {
+	WorkerID string    `json:"workerId"`
+	Session  string    `json:"session"`
+	Inbox    string    `json:"inbox"`
+	SentAt   time.Time `json:"sentAt"`
+}
+
+// MessageType names the message on the bus.
+func (Heartbeat) MessageType() string { return TypeHeartbeat }
+
+// Stopping says a worker session ends; it takes no more work.
+type Stopping struct {
+	WorkerID string    `json:"workerId"`
+	Session  string    `json:"session"`
+	Inbox    string    `json:"inbox"`
+	SentAt   time.Time `json:"sentAt"`
+}
+
+// MessageType names the message on the bus.
+func (Stopping) MessageType() string { return TypeStopping }
+
+// Config configures the worker role of an endpoint.
+type Config struct {
+	// ID identifies the worker among the distributor's workers. Required.
+	ID string `json:"id" koanf:"id"`
+	// DistributorControlQueue is the URI of the distributor's control inbox. Required.
+	DistributorControlQueue string `json:"distributorControlQueue" koanf:"distributorControlQueue"`
+	// AvailabilityInterval is how often an idle thread repeats its
+	// availability, and a busy worker its heartbeat. Default 15s.
+	AvailabilityInterval time.Duration `json:"availabilityInterval" koanf:"availabilityInterval"`
+}
+
+// DefaultAvailabilityInterval is used when Config sets none.
+const DefaultAvailabilityInterval = 15 * time.Second
+
+// Worker is an endpoint that takes its work from a distributor.
+type Worker struct {
+	cfg     Config
+	ep      *bus.Endpoint
+	control string
+	log     *slog.Logger
+
+	mu       sync.Mutex
+	session  string
+	idle     map[int]time.Time // idle thread -> when its availability was last sent (zero: not yet)
+	lastSent time.Time         // last control message of any kind
+	kick     chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+}
+
+// New makes a worker of an endpoint configured by epCfg, which must have an
+// inbox: the worker's own work queue.
+func New(ctx context.Context, conns *queue.Connections, epCfg bus.Config, mux *bus.Mux, cfg Config) (*Worker, error) {
+	if cfg.ID == "" {
+		return nil, errors.New("worker: id: required")
+	}
+	if epCfg.Inbox == nil {
+		return nil, fmt.Errorf("worker %q: inbox: required (the worker's own work queue)", cfg.ID)
+	}
+	if cfg.DistributorControlQueue == "" {
+		return nil, fmt.Errorf("worker %q: worker.distributorControlQueue: required", cfg.ID)
+	}
+	if _, err := queue.ParseURI(cfg.DistributorControlQueue); err != nil {
+		return nil, fmt.Errorf("worker %q: worker.distributorControlQueue: %w", cfg.ID, err)
+	}
+	if cfg.AvailabilityInterval <= 0 {
+		cfg.AvailabilityInterval = DefaultAvailabilityInterval
+	}
+	if epCfg.Name == "" {
+		epCfg.Name = cfg.ID
+	}
+	ep, err := bus.New(ctx, conns, epCfg, mux)
+	if err != nil {
+		return nil, fmt.Errorf("worker %q: %w", cfg.ID, err)
+	}
+	log := epCfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	w := &Worker{
+		cfg: cfg, ep: ep, control: cfg.DistributorControlQueue,
+		log:  log.With("worker", cfg.ID),
+		idle: map[int]time.Time{}, kick: make(chan struct{}, 1),
+	}
+	ep.SetHooks(bus.Hooks{Idle: w.threadsIdle, ThreadBusy: w.threadBusy})
+	return w, nil
+}
+
+// Endpoint is the worker's endpoint (its inbox, stats, sending).
+func (w *Worker) Endpoint() *bus.Endpoint { return w.ep }
+
+// Session is the id of the current session ("" before Start).
+func (w *Worker) Session() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.session
+}
+
+// Start opens a new session, announces it and starts handling.
+func (w *Worker) Start(ctx context.Context) error {
+	w.mu.Lock()
+	w.session = bus.NewID()
+	w.idle = map[int]time.Time{}
+	w.stop, w.done = make(chan struct{}), make(chan struct{})
+	w.mu.Unlock()
+	if err := w.send(ctx, Started{WorkerID: w.cfg.ID, Session: w.session, Inbox: w.ep.Inbox().URI(), Threads: w.ep.Threads(), SentAt: time.Now()}); err != nil {
+		return fmt.Errorf("worker %q: announce start: %w", w.cfg.ID, err)
+	}
+	go w.announce()
+	if err := w.ep.Start(ctx); err != nil {
+		close(w.stop)
+		<-w.done
+		return err
+	}
+	w.log.Info("worker started", "session", w.session, "inbox", w.ep.Inbox().URI(), "distributor", w.control)
+	return nil
+}
+
+// Stop stops announcing, stops the endpoint (in-flight handlers finish until
+// ctx ends, the rest is released), then tells the distributor the session
+// ended, so it returns what is left in the worker's queue at once.
+func (w *Worker) Stop(ctx context.Context) error {
+	if w.stop == nil {
+		return nil
+	}
+	select {
+	case <-w.stop:
+		return nil
+	default:
+	}
+	close(w.stop)
+	<-w.done
+	err := w.ep.Stop(ctx)
+	sendCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := w.send(sendCtx, Stopping{WorkerID: w.cfg.ID, Session: w.Session(), Inbox: w.ep.Inbox().URI(), SentAt: time.Now()}); serr != nil {
+		w.log.Warn("could not announce stop; the distributor will reclaim after silence", "err", serr)
+	}
+	return err
+}
+
+// Abandon stops the worker as a crash would, for failure tests: no
+// Stopping message, no more availabilities or heartbeats, and the messages
+// it holds stay leased until their leases end.
+func (w *Worker) Abandon() {
+	if w.stop == nil {
+		return
+	}
+	select {
+	case <-w.stop:
+		return
+	default:
+	}
+	close(w.stop)
+	<-w.done
+	w.ep.Abandon()
+}
+
+// send posts a control message that expires when it could only mislead.
+func (w *Worker) send(ctx context.Context, body any) error {
+	w.mu.Lock()
+	w.lastSent = time.Now()
+	w.mu.Unlock()
+	return w.ep.Send(ctx, body, bus.To(w.control), bus.ExpiresIn(3*w.cfg.AvailabilityInterval), bus.WithPriority(0))
+}
+
+// sendBatch posts several control messages in one statement.
+func (w *Worker) sendBatch(ctx context.Context, bodies []any) error {
+	w.mu.Lock()
+	w.lastSent = time.Now()
+	w.mu.Unlock()
+	return w.ep.SendBatch(ctx, bodies, bus.To(w.control), bus.ExpiresIn(3*w.cfg.AvailabilityInterval))
+}
+
+func (w *Worker) threadsIdle(threads []int) {
+	w.mu.Lock()
+	added := false
+	for _, t := range threads {
+		if _, ok := w.idle[t]; !ok {
+			w.idle[t] = time.Time{}
+			added = true
+		}
+	}
+	w.mu.Unlock()
+	if added {
+		select {
+		case w.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (w *Worker) threadBusy(thread int) {
+	w.mu.Lock()
+	delete(w.idle, thread)
+	w.mu.Unlock()
+}
+
+// announce sends availabilities for newly idle threads at once, repeats them
+// every interval while the threads stay idle, and sends heartbeats while none is.
+func (w *Worker) announce() {
+	defer close(w.done)
+	interval := w.cfg.AvailabilityInterval
+	tick := time.NewTicker(max(interval/4, 10*time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-w.stop:
+			return
+		case <-w.kick:
+		case <-tick.C:
+		}
+		now := time.Now()
+		w.mu.Lock()
+		var due []int
+		for t, sent := range w.idle {
+			if sent.IsZero() || now.Sub(sent) >= interval {
+				due = append(due, t)
+				w.idle[t] = now
+			}
+		}
+		heartbeat := len(w.idle) == 0 && now.Sub(w.lastSent) >= interval
+		session := w.session
+		w.mu.Unlock()
+		sort.Ints(due)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		inbox := w.ep.Inbox().URI()
+		if len(due) > 0 {
+			// One message per idle thread, all in one statement.
+			msgs := make([]any, len(due))
+			for i, t := range due {
+				msgs[i] = ThreadAvailable{WorkerID: w.cfg.ID, Session: session, Inbox: inbox, Thread: t, SentAt: now, ValidFor: 3 * interval}
+			}
+			if err := w.sendBatch(ctx, msgs); err != nil {
+				w.log.Warn("availability not sent; will retry", "threads", due, "err", err)
+				w.mu.Lock()
+				for _, t := range due {
+					if _, ok := w.idle[t]; ok {
+						w.idle[t] = time.Time{}
+					}
+				}
+				w.mu.Unlock()
+			}
+		}
+		if heartbeat {
+			if err := w.send(ctx, Heartbeat{WorkerID: w.cfg.ID, Session: session, Inbox: inbox, SentAt: now}); err != nil {
+				w.log.Warn("heartbeat not sent", "err", err)
+			}
+		}
+		cancel()
+	}
+}
