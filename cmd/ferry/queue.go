@@ -1,0 +1,207 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ferrybus/ferry/queue"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) queueCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "queue", Short: "Inspect and repair queues: ls, peek, purge, move"}
+	cmd.PersistentFlags().BoolVar(&a.jsonOut, "json", false, "print JSON")
+
+	ls := &cobra.Command{
+		Use:   "ls",
+		Short: "List the queues that hold messages, with ready / deferred / in-flight counts",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			_, _, conns, err := a.setup(ctx)
+			if err != nil {
+				return err
+			}
+			defer conns.Close()
+			type row struct {
+				URI string `json:"uri"`
+				queue.Counts
+			}
+			var rows []row
+			for _, name := range conns.Names() {
+				s, err := conns.Store(ctx, name)
+				if err != nil {
+					return err
+				}
+				qs, err := s.Queues(ctx)
+				if err != nil {
+					return err
+				}
+				for _, q := range qs {
+					rows = append(rows, row{URI: queue.URI{Connection: name, Queue: q.Name}.String(), Counts: q.Counts})
+				}
+			}
+			if a.jsonOut {
+				if rows == nil {
+					rows = []row{}
+				}
+				return json.NewEncoder(a.stdout).Encode(rows)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "QUEUE\tREADY\tDEFERRED\tIN FLIGHT")
+			for _, r := range rows {
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", r.URI, r.Ready, r.Deferred, r.InFlight)
+			}
+			return tw.Flush()
+		},
+	}
+
+	var limit int
+	var after int64
+	peek := &cobra.Command{
+		Use:   "peek URI",
+		Short: "Show messages of a queue without taking them",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			qs, done, err := a.queueArgs(ctx, []string{"URI"}, args)
+			if err != nil {
+				return err
+			}
+			defer done()
+			q := qs[0]
+			ds, err := q.Peek(ctx, after, limit)
+			if err != nil {
+				return err
+			}
+			if a.jsonOut {
+				type msg struct {
+					ID        int64             `json:"id"`
+					MessageID string            `json:"messageId"`
+					Type      string            `json:"type"`
+					Priority  int               `json:"priority"`
+					Attempts  int               `json:"attempts"`
+					Enqueued  time.Time         `json:"enqueuedAt"`
+					Visible   time.Time         `json:"visibleAt"`
+					Leased    bool              `json:"leased"`
+					Headers   map[string]string `json:"headers,omitempty"`
+					Body      json.RawMessage   `json:"body"`
+				}
+				out := []msg{}
+				for _, d := range ds {
+					body := json.RawMessage(d.Body)
+					if !json.Valid(d.Body) {
+						b, _ := json.Marshal(string(d.Body))
+						body = b
+					}
+					out = append(out, msg{d.ID, d.MessageID, d.Type, d.Priority, d.Attempts, d.EnqueuedAt, d.VisibleAt,
+						d.LeaseToken != 0 && d.VisibleAt.After(time.Now()), d.Headers, body})
+				}
+				return json.NewEncoder(a.stdout).Encode(out)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ROW\tMESSAGE ID\tTYPE\tATTEMPTS\tSTATE\tBODY")
+			for _, d := range ds {
+				state := "ready"
+				if d.VisibleAt.After(time.Now()) {
+					state = "deferred"
+					if d.LeaseToken != 0 {
+						state = "in flight"
+					}
+				}
+				body := string(d.Body)
+				if len(body) > 60 {
+					body = body[:57] + "..."
+				}
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.MessageID, d.Type, d.Attempts, state, body)
+			}
+			return tw.Flush()
+		},
+	}
+	peek.Flags().IntVar(&limit, "limit", 20, "how many messages")
+	peek.Flags().Int64Var(&after, "after", 0, "start after this row id (paging)")
+
+	purge := &cobra.Command{
+		Use:   "purge URI",
+		Short: "Delete every message that is in the queue now",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			qs, done, err := a.queueArgs(ctx, []string{"URI"}, args)
+			if err != nil {
+				return err
+			}
+			defer done()
+			q := qs[0]
+			n, err := q.Purge(ctx)
+			if err != nil {
+				return err
+			}
+			return a.report(map[string]any{"purged": n, "queue": q.URI()}, "purged %d message(s) from %s\n", n, q.URI())
+		},
+	}
+
+	var moveLimit int
+	move := &cobra.Command{
+		Use:   "move SRC_URI DST_URI",
+		Short: "Move ready messages from one queue to another (one UPDATE per batch within a database)",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			qs, done, err := a.queueArgs(ctx, []string{"SRC_URI", "DST_URI"}, args)
+			if err != nil {
+				return err
+			}
+			defer done()
+			src, dst := qs[0], qs[1]
+			total := 0
+			for moveLimit <= 0 || total < moveLimit {
+				batch := 1000
+				if moveLimit > 0 {
+					batch = min(batch, moveLimit-total)
+				}
+				n, err := src.MoveReady(ctx, dst, batch, nil)
+				total += n
+				if err != nil {
+					return err
+				}
+				if n < batch {
+					break
+				}
+			}
+			return a.report(map[string]any{"moved": total, "from": src.URI(), "to": dst.URI()}, "moved %d message(s) from %s to %s\n", total, src.URI(), dst.URI())
+		},
+	}
+	move.Flags().IntVar(&moveLimit, "limit", 0, "move at most this many (default: all ready)")
+	cmd.AddCommand(ls, peek, purge, move)
+	return cmd
+}
+
+// queueArgs sets up configuration and connections and resolves the queue
+// URIs given as arguments (named for errors); done closes the connections.
+func (a *app) queueArgs(ctx context.Context, names, uris []string) ([]*queue.SQLQueue, func(), error) {
+	_, _, conns, err := a.setup(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	qs := make([]*queue.SQLQueue, len(uris))
+	for i, u := range uris {
+		if qs[i], err = openQueue(ctx, conns, names[i], u); err != nil {
+			conns.Close()
+			return nil, nil, err
+		}
+	}
+	return qs, func() { conns.Close() }, nil
+}
+
+// report prints v as JSON with --json, else the formatted line.
+func (a *app) report(v any, format string, args ...any) error {
+	if a.jsonOut {
+		return json.NewEncoder(a.stdout).Encode(v)
+	}
+	_, err := fmt.Fprintf(a.stdout, format, args...)
+	return err
+}

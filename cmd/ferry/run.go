@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/distributor"
+	"github.com/ferrybus/ferry/internal/config"
+	"github.com/ferrybus/ferry/internal/handlers"
+	"github.com/ferrybus/ferry/queue"
+	"github.com/ferrybus/ferry/worker"
+	"github.com/spf13/cobra"
+)
+
+func (a *app) runCmd() *cobra.Command {
+	var id string
+	var stopTimeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "run ENDPOINT",
+		Short: "Run an endpoint of the configuration (a distributor, a worker or a plain endpoint) until SIGINT/SIGTERM",
+		Long: `Run an endpoint of the configuration until SIGINT or SIGTERM, then stop gracefully:
+in-flight messages finish within --stop-timeout or are released, and a worker
+tells its distributor it is stopping.
+
+An endpoint with a controlInbox is a distributor; one with a worker section is a
+worker; any other endpoint handles its inbox itself. {id} in a queue URI is
+replaced by --id, which is then required.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return a.run(ctx, args[0], id, stopTimeout)
+		},
+	}
+	cmd.Flags().StringVar(&id, "id", "", "instance id: fills {id} in queue URIs; a worker's id (default: the endpoint name)")
+	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long in-flight handlers may run after a stop signal")
+	return cmd
+}
+
+// runner is a started endpoint of any role.
+type runner interface {
+	Stop(ctx context.Context) error
+}
+
+func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duration) error {
+	cfg, err := a.load()
+	if err != nil {
+		return err
+	}
+	ep, err := cfg.WithID(name, id)
+	if err != nil {
+		return err
+	}
+	log, err := a.logger(cfg)
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		id = name
+	}
+	log = log.With("config", name)
+	conns, err := a.connections(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer conns.Close()
+	mux := buildMux(ep.Handlers, id, log)
+
+	var r runner
+	switch {
+	case ep.ControlInbox != nil:
+		d, err := distributor.New(ctx, conns, distributor.Config{
+			Name:                name,
+			Inbox:               ep.Inbox.InboxConfig,
+			Distribute:          ep.Inbox.Distribute,
+			DistributeSendCount: ep.Inbox.DistributeSendCount,
+			ControlInbox:        *ep.ControlInbox,
+			ReclaimAfter:        ep.ReclaimAfter,
+			Logger:              log,
+		}, mux)
+		if err != nil {
+			return endpointErr(name, err)
+		}
+		if err := d.Start(ctx); err != nil {
+			return err
+		}
+		r = d
+	case ep.Worker != nil:
+		w, err := worker.New(ctx, conns, bus.Config{
+			Name: id, Inbox: &ep.Inbox.InboxConfig, Routes: cfg.Routes, Subscribe: ep.Subscribe, Logger: log,
+		}, mux, worker.Config{
+			ID: id, DistributorControlQueue: ep.Worker.DistributorControlQueue, AvailabilityInterval: ep.Worker.AvailabilityInterval,
+		})
+		if err != nil {
+			return endpointErr(name, err)
+		}
+		if err := w.Start(ctx); err != nil {
+			return err
+		}
+		r = w
+	default:
+		var inbox *bus.InboxConfig
+		if ep.Inbox != nil {
+			inbox = &ep.Inbox.InboxConfig
+		}
+		e, err := bus.New(ctx, conns, bus.Config{Name: id, Inbox: inbox, Routes: cfg.Routes, Subscribe: ep.Subscribe, Logger: log}, mux)
+		if err != nil {
+			return endpointErr(name, err)
+		}
+		if err := e.Start(ctx); err != nil {
+			return err
+		}
+		r = e
+	}
+	<-ctx.Done()
+	log.Info("stop signal received; stopping", "timeout", stopTimeout)
+	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	if err := r.Stop(stopCtx); err != nil {
+		return fmt.Errorf("stop %s: %w", name, err)
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+// configErr reports construction errors of endpoints as configuration
+// errors when they are not about reaching a database.
+func configErr(err error) error {
+	var ce *config.Error
+	if errors.As(err, &ce) || errors.Is(err, queue.ErrConnect) {
+		return err
+	}
+	return usageError{err}
+}
+
+// endpointErr reports construction errors of the endpoint name (bad rules,
+// actions, retry policies…) as configuration errors under its key, unless
+// they are about reaching a database.
+func endpointErr(name string, err error) error {
+	var ce *config.Error
+	if errors.As(err, &ce) || errors.Is(err, queue.ErrConnect) {
+		return err
+	}
+	return &config.Error{Key: "endpoints." + name, Msg: err.Error()}
+}
+
+// buildMux registers the configured no-code handlers.
+func buildMux(hs []config.Handler, id string, log *slog.Logger) *bus.Mux {
+	mux := bus.NewMux()
+	for _, h := range hs {
+		switch {
+		case h.HTTP != nil:
+			mux.Handle(h.Type, handlers.NewHTTP(h.HTTP.URLs, h.HTTP.Timeout, id))
+		case h.Log != nil:
+			mux.Handle(h.Type, handlers.Log{Logger: log})
+		case h.Noop != nil:
+			mux.Handle(h.Type, handlers.Noop{})
+		}
+	}
+	return mux
+}
+
+// openQueue resolves a queue URI given on the command line.
+func openQueue(ctx context.Context, conns *queue.Connections, flag, uri string) (*queue.SQLQueue, error) {
+	if _, err := queue.ParseURI(uri); err != nil {
+		return nil, usagef("%s: %v", flag, err)
+	}
+	q, err := conns.Queue(ctx, uri)
+	if err != nil {
+		if errors.Is(err, queue.ErrUnknownConnection) {
+			return nil, usagef("%s: %v", flag, err)
+		}
+		return nil, err
+	}
+	return q, nil
+}
