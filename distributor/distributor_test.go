@@ -389,6 +389,11 @@ func TestDistributedHeaderAndStoppingReturnsQueue(t *testing.T) {
 		eventually(t, 5*time.Second, "ten jobs at the worker", func() bool {
 			return count(t, conns, "sql://default/worker-w1-work").Total() == 10
 		})
+		eventually(t, 5*time.Second, "a job in the handler", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(headers) > 0
+		})
 		stopCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		defer cancel()
 		w.Stop(stopCtx) // the busy handler is cut short; WorkerStopping follows
