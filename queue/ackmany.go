@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -14,6 +15,11 @@ import (
 // and still tell each thread its own outcome.
 func (q *SQLQueue) AckMany(ctx context.Context, ds []Delivery) (map[int64]bool, error) {
 	acked := make(map[int64]bool, len(ds))
+	// A delivery without a lease is never acked: it is reported as not
+	// removed, like one whose lease was lost.
+	if slices.ContainsFunc(ds, func(d Delivery) bool { return d.LeaseToken == 0 }) {
+		ds = slices.DeleteFunc(slices.Clone(ds), func(d Delivery) bool { return d.LeaseToken == 0 })
+	}
 	if len(ds) == 0 {
 		return acked, nil
 	}

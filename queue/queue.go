@@ -19,6 +19,11 @@ import (
 // since: the caller no longer owns it.
 var ErrLeaseLost = errors.New("queue: lease lost")
 
+// ErrNotLeased is returned by Ack, Extend, Release and Move for a delivery
+// that carries no lease (lease token zero), such as one returned by Peek:
+// settling it would touch a message that somebody else may receive.
+var ErrNotLeased = errors.New("queue: delivery not leased (lease token 0)")
+
 // Message is what a producer enqueues.
 type Message struct {
 	// MessageID identifies the message end to end (the envelope id). Required.

@@ -224,6 +224,9 @@ func (q *SQLQueue) ReceiveWait(ctx context.Context, max int, lease time.Duration
 
 // Extend renews the lease of d to end lease from now.
 func (q *SQLQueue) Extend(ctx context.Context, d Delivery, lease time.Duration) error {
+	if d.LeaseToken == 0 {
+		return q.errorf("extend "+d.MessageID, ErrNotLeased)
+	}
 	res, err := q.store.execConsume(ctx, q.store.q.extend, micros(time.Now().Add(lease)), d.ID, d.LeaseToken)
 	if err != nil {
 		return q.errorf("extend "+d.MessageID, err)
@@ -235,6 +238,11 @@ func (q *SQLQueue) Extend(ctx context.Context, d Delivery, lease time.Duration) 
 func (q *SQLQueue) Ack(ctx context.Context, ds ...Delivery) error {
 	if len(ds) == 0 {
 		return nil
+	}
+	for _, d := range ds {
+		if d.LeaseToken == 0 {
+			return q.errorf("ack "+d.MessageID, ErrNotLeased)
+		}
 	}
 	var deleted int64
 	if q.store.dialect == Postgres {
@@ -277,6 +285,9 @@ func (q *SQLQueue) Ack(ctx context.Context, ds ...Delivery) error {
 
 // Release gives a leased message back to the queue.
 func (q *SQLQueue) Release(ctx context.Context, d Delivery, opts ReleaseOptions) error {
+	if d.LeaseToken == 0 {
+		return q.errorf("release "+d.MessageID, ErrNotLeased)
+	}
 	var headers any // NULL keeps the stored headers
 	if opts.Headers != nil {
 		h, err := encodeHeaders(opts.Headers)
@@ -307,6 +318,9 @@ func (q *SQLQueue) Release(ctx context.Context, d Delivery, opts ReleaseOptions)
 // Either way the message starts afresh in dst: visible now, not leased, its
 // attempt count zero.
 func (q *SQLQueue) Move(ctx context.Context, d Delivery, dst Queue, headers map[string]string) error {
+	if d.LeaseToken == 0 {
+		return q.errorf("move "+d.MessageID, ErrNotLeased)
+	}
 	if same, ok := dst.(*SQLQueue); ok && same.store == q.store {
 		var h any
 		if headers != nil {
@@ -533,6 +547,9 @@ func newLeaseToken() int64 {
 // AckTx removes a handled message inside the caller's transaction on this
 // queue's database: the ack takes effect only if the transaction commits.
 func (q *SQLQueue) AckTx(ctx context.Context, tx Execer, d Delivery) error {
+	if d.LeaseToken == 0 {
+		return q.errorf("ack "+d.MessageID, ErrNotLeased)
+	}
 	q.store.ops.Add(1)
 	res, err := tx.ExecContext(ctx, q.store.db.Rebind(`DELETE FROM ferry_messages WHERE id = ? AND lease_token = ?`), d.ID, d.LeaseToken)
 	if err != nil {

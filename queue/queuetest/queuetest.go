@@ -92,6 +92,7 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"LeaseExpiryRedelivers", testLeaseExpiryRedelivers},
 		{"AckLeaseLost", testAckLeaseLost},
 		{"AckBatch", testAckBatch},
+		{"SettlePeekedRefused", testSettlePeekedRefused},
 		{"Extend", testExtend},
 		{"ReleaseDelay", testReleaseDelay},
 		{"ReleaseHeaders", testReleaseHeaders},
@@ -634,6 +635,38 @@ func testAckLeaseLost(t *testing.T, h *harness) {
 	}
 	expectCount(t, q, queue.Counts{})
 	expectLeaseLost(t, q.Ack(ctx, current), "second Ack of an acked delivery")
+}
+
+// testSettlePeekedRefused: a peeked delivery carries no lease, so acking,
+// extending, releasing or moving it is refused and the message stays.
+func testSettlePeekedRefused(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	q := mustQueue(t, s, "peeked")
+	other := mustQueue(t, s, "peeked-other")
+	enqueue(t, q, msg("peeked", 0))
+	page, err := q.Peek(ctx, 0, 10)
+	if err != nil || len(page) != 1 {
+		t.Fatalf("Peek: %d messages, %v; want 1", len(page), err)
+	}
+	p := page[0]
+	for op, err := range map[string]error{
+		"Ack":     q.Ack(ctx, p),
+		"Extend":  q.Extend(ctx, p, time.Minute),
+		"Release": q.Release(ctx, p, queue.ReleaseOptions{}),
+		"Move":    q.Move(ctx, p, other, nil),
+	} {
+		if !errors.Is(err, queue.ErrNotLeased) {
+			t.Errorf("%s of a peeked delivery: err = %v, want ErrNotLeased", op, err)
+		} else if !strings.Contains(err.Error(), p.MessageID) {
+			t.Errorf("%s error %q does not name message %s", op, err, p.MessageID)
+		}
+	}
+	if acked, err := q.AckMany(ctx, []queue.Delivery{p}); err != nil || len(acked) != 0 {
+		t.Errorf("AckMany of a peeked delivery: %v, %v; want nothing acked", acked, err)
+	}
+	expectCount(t, q, queue.Counts{Ready: 1})
+	expectCount(t, other, queue.Counts{})
 }
 
 func testAckBatch(t *testing.T, h *harness) {
