@@ -304,6 +304,110 @@ func TestBadConfiguration(t *testing.T) {
 	}
 }
 
+// TestConfigErrorsNameTheFile: an error in the configuration file, found
+// wherever (reading, checking, validating, filling {id}, building an
+// endpoint or the send command's routes), exits 2 and every line of it
+// begins "config PATH: " with PATH as -c, ./config.json or $FERRY_CONFIG
+// gave it, named once.
+func TestConfigErrorsNameTheFile(t *testing.T) {
+	t.Parallel()
+	type tc struct {
+		name string
+		mut  func(m map[string]any) // changes the valid configuration
+		raw  string                 // the file's text instead
+		how  string                 // "-c" (relative), "-c abs", "default" (./config.json) or "env" ($FERRY_CONFIG=../config.json)
+		env  []string
+		args []string
+		want string // after "config PATH: " on the first line
+	}
+	cases := []tc{
+		{name: "not JSON", raw: `{"connections": `, how: "-c", args: []string{"queue", "ls"}, want: "not valid JSON"},
+		{name: "unknown key", mut: func(m map[string]any) { at(m, "endpoints.worker.inbox")["thread"] = 8 }, how: "default",
+			args: []string{"run", "worker", "--id", "w1"}, want: "endpoints.worker.inbox.thread: unknown key"},
+		{name: "wrong type", mut: func(m map[string]any) { at(m, "endpoints.worker.inbox")["threads"] = "four" }, how: "default",
+			args: []string{"run", "worker", "--id", "w1"}, want: "endpoints.worker.inbox.threads: want a whole number"},
+		{name: "invalid URI", mut: func(m map[string]any) {
+			at(m, "endpoints.distributor.inbox")["workQueue"] = "sql://default/Server Inbox"
+		},
+			how: "env", args: []string{"run", "distributor"}, want: "endpoints.distributor.inbox.workQueue: invalid queue URI"},
+		{name: "invalid duration", mut: func(m map[string]any) { at(m, "endpoints.distributor")["reclaimAfter"] = "3 seconds" },
+			how: "-c abs", args: []string{"run", "distributor"}, want: "endpoints.distributor.reclaimAfter: invalid duration"},
+		{name: "several errors", mut: func(m map[string]any) {
+			at(m, "endpoints.worker.inbox")["lease"] = "forever"
+			at(m, "endpoints.worker.worker")["availabilityInterval"] = 5
+		}, how: "-c", args: []string{"run", "worker", "--id", "w1"}, want: "endpoints.worker.inbox.lease: invalid duration"},
+		{name: "validation", mut: func(m map[string]any) { at(m, "log")["level"] = "verbose" }, how: "env",
+			args: []string{"queue", "ls"}, want: "log.level: "},
+		{name: "bad environment value", how: "default", env: []string{"FERRY_ENDPOINTS__WORKER__INBOX__THREADS=lots"},
+			args: []string{"run", "worker", "--id", "w1"}, want: "endpoints.worker.inbox.threads: want a whole number"},
+		{name: "unknown environment key", how: "-c", env: []string{"FERRY_ENDPOINTS__WORKER__INBOX__LEAS=1s"},
+			args: []string{"run", "worker", "--id", "w1"}, want: "endpoints.worker.inbox.leas: unknown key"},
+		{name: "{id} and no --id", how: "default", args: []string{"run", "worker"}, want: "endpoints.worker.inbox.workQueue: "},
+		{name: "unknown endpoint", how: "-c", args: []string{"run", "wroker"}, want: `endpoints: no endpoint "wroker"`},
+		{name: "bad rule action", mut: func(m map[string]any) {
+			at(m, "endpoints.worker.inbox")["rules"] = []any{map[string]any{"types": []any{"*"}, "action": "explode"}}
+		}, how: "-c abs", args: []string{"run", "worker", "--id", "w1"}, want: "endpoints.worker: "},
+		{name: "bad route pattern (send)", mut: func(m map[string]any) {
+			m["routes"] = []any{map[string]any{"types": []any{"["}, "queue": "sql://default/server-inbox-work"}}
+		}, how: "default", args: []string{"send", "--type", "t"}, want: "routes[0].types[0]: "},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			root := t.TempDir()
+			dir := filepath.Join(root, "work")
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			file := filepath.Join(dir, "config.json")
+			if c.how == "env" {
+				file = filepath.Join(root, "config.json")
+			}
+			if c.raw != "" {
+				if err := os.WriteFile(file, []byte(c.raw), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				m := clusterConfig("sqlite://"+filepath.Join(dir, "ferry.db"), "http://127.0.0.1:1/handle")
+				if c.mut != nil {
+					c.mut(m)
+				}
+				writeJSON(t, file, m)
+			}
+			args, env := append([]string{}, c.args...), append([]string{}, c.env...)
+			var path string // as the error must name it
+			switch c.how {
+			case "-c":
+				path = "config.json"
+				args = append(args, "-c", path)
+			case "-c abs":
+				path = file
+				args = append(args, "-c", path)
+			case "default":
+				path = "./config.json"
+			case "env":
+				path = filepath.Join("..", "config.json")
+				env = append(env, "FERRY_CONFIG="+path)
+			}
+			_, stderr, code := ferry(t, dir, env, args...)
+			if code != 2 {
+				t.Errorf("ferry %s: exit code %d, want 2\nstderr: %s", strings.Join(args, " "), code, stderr)
+			}
+			prefix := "config " + path + ": "
+			lines := strings.Split(strings.TrimSuffix(stderr, "\n"), "\n")
+			if first := strings.TrimPrefix(lines[0], "ferry: "); !strings.HasPrefix(first, prefix+c.want) {
+				t.Errorf("ferry %s: stderr does not begin \"ferry: %s%s\":\n%s", strings.Join(args, " "), prefix, c.want, stderr)
+			}
+			for _, line := range lines {
+				line = strings.TrimPrefix(line, "ferry: ")
+				if !strings.HasPrefix(line, prefix) || strings.Count(line, path) != 1 {
+					t.Errorf("ferry %s: error line does not begin %q or names the file more than once:\n%s", strings.Join(args, " "), prefix, line)
+				}
+			}
+		})
+	}
+}
+
 // TestVersionAndHelp: the commands that need no configuration work anywhere.
 func TestVersionAndHelp(t *testing.T) {
 	t.Parallel()

@@ -143,7 +143,7 @@ func (a *app) load() (*config.Config, error) {
 	path := a.configPath
 	if path == "" {
 		if _, err := os.Stat("config.json"); err == nil {
-			path = "config.json"
+			path = "./config.json" // so that errors show which config.json
 		} else if p := os.Getenv("FERRY_CONFIG"); p != "" {
 			path = p
 		} else {

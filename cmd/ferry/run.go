@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -86,7 +87,7 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 			Logger:              log,
 		}, mux)
 		if err != nil {
-			return endpointErr(name, err)
+			return endpointErr(cfg, name, err)
 		}
 		if err := d.Start(ctx); err != nil {
 			return err
@@ -99,7 +100,7 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 			ID: id, DistributorControlQueue: ep.Worker.DistributorControlQueue, AvailabilityInterval: ep.Worker.AvailabilityInterval,
 		})
 		if err != nil {
-			return endpointErr(name, err)
+			return endpointErr(cfg, name, err)
 		}
 		if err := w.Start(ctx); err != nil {
 			return err
@@ -112,7 +113,7 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 		}
 		e, err := bus.New(ctx, conns, bus.Config{Name: id, Inbox: inbox, Routes: cfg.Routes, Subscribe: ep.Subscribe, Logger: log}, mux)
 		if err != nil {
-			return endpointErr(name, err)
+			return endpointErr(cfg, name, err)
 		}
 		if err := e.Start(ctx); err != nil {
 			return err
@@ -130,25 +131,28 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 	return nil
 }
 
-// configErr reports construction errors of endpoints as configuration
-// errors when they are not about reaching a database.
-func configErr(err error) error {
+// configErr reports construction errors of the command line's own endpoint
+// (bad route patterns…) as configuration errors of cfg's file, unless they
+// are about reaching a database.
+func configErr(cfg *config.Config, name string, err error) error {
 	var ce *config.Error
 	if errors.As(err, &ce) || errors.Is(err, queue.ErrConnect) {
 		return err
 	}
-	return usageError{err}
+	// The endpoint is the command's, not one of the file: do not name it.
+	msg := strings.TrimPrefix(err.Error(), fmt.Sprintf("bus: endpoint %q: ", name))
+	return &config.Error{File: cfg.File(), Msg: msg}
 }
 
 // endpointErr reports construction errors of the endpoint name (bad rules,
-// actions, retry policies…) as configuration errors under its key, unless
-// they are about reaching a database.
-func endpointErr(name string, err error) error {
+// actions, retry policies…) as configuration errors under its key in cfg's
+// file, unless they are about reaching a database.
+func endpointErr(cfg *config.Config, name string, err error) error {
 	var ce *config.Error
 	if errors.As(err, &ce) || errors.Is(err, queue.ErrConnect) {
 		return err
 	}
-	return &config.Error{Key: "endpoints." + name, Msg: err.Error()}
+	return &config.Error{File: cfg.File(), Key: "endpoints." + name, Msg: err.Error()}
 }
 
 // buildMux registers the configured no-code handlers.

@@ -84,9 +84,10 @@ func (a *app) send(ctx context.Context, typ string, data []byte, count int, opts
 		return err
 	}
 	defer conns.Close()
-	ep, err := bus.New(ctx, conns, bus.Config{Name: "ferry-cli", Routes: cfg.Routes, Logger: log}, nil)
+	const name = "ferry-cli"
+	ep, err := bus.New(ctx, conns, bus.Config{Name: name, Routes: cfg.Routes, Logger: log}, nil)
 	if err != nil {
-		return configErr(err)
+		return configErr(cfg, name, err)
 	}
 	raw := bus.Raw{Type: typ, ContentType: "application/json", Body: data}
 	start := time.Now()

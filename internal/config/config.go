@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -42,6 +43,8 @@ type Config struct {
 	Routes []bus.Route `koanf:"routes"`
 	// Log sets the log level and format.
 	Log Log `koanf:"log"`
+
+	file string // the file Load read, for errors found later
 }
 
 // Log configures logging.
@@ -96,17 +99,23 @@ type HTTP struct {
 	Timeout time.Duration `koanf:"timeout"`
 }
 
-// Error is a configuration error; Key is the key path at fault.
+// Error is a configuration error; Key is the key path at fault, File the
+// configuration file (empty for configuration parsed from memory).
 type Error struct {
-	Key string
-	Msg string
+	File string
+	Key  string
+	Msg  string
 }
 
 func (e *Error) Error() string {
-	if e.Key == "" {
-		return "config: " + e.Msg
+	prefix := "config"
+	if e.File != "" {
+		prefix += " " + e.File
 	}
-	return fmt.Sprintf("config: %s: %s", e.Key, e.Msg)
+	if e.Key == "" {
+		return prefix + ": " + e.Msg
+	}
+	return fmt.Sprintf("%s: %s: %s", prefix, e.Key, e.Msg)
 }
 
 func errorf(key, format string, args ...any) error {
@@ -115,17 +124,55 @@ func errorf(key, format string, args ...any) error {
 
 // Load reads the JSON file at path, applies overrides from env (FERRY_A__B=v
 // sets key a.b; lists take commas) and checks every key and value type.
+// Every *Error it returns names the file in its File field; so do those of
+// the returned Config's Validate and WithID.
 func Load(path string, env []string) (*Config, error) {
 	raw := map[string]any{}
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &Error{Msg: fmt.Sprintf("read %s: %v", path, err)}
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // "open PATH: " would repeat the path
+		}
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read: %v", err)}
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
-		return nil, &Error{Msg: fmt.Sprintf("%s is not valid JSON: %v", path, err)}
+		return nil, &Error{File: path, Msg: fmt.Sprintf("not valid JSON: %v", err)}
 	}
-	return parse(raw, env)
+	cfg, err := parse(raw, env)
+	if err != nil {
+		return nil, inFile(err, path)
+	}
+	cfg.file = path
+	return cfg, nil
 }
+
+// inFile sets File to path in err, or in each error err joins, when it is
+// an *Error that names no file yet. (It does not look inside fmt.Errorf
+// wrappers: their text is fixed when they are made.)
+func inFile(err error, path string) error {
+	if path == "" {
+		return err
+	}
+	var walk func(error)
+	walk = func(err error) {
+		switch e := err.(type) {
+		case *Error:
+			if e.File == "" {
+				e.File = path
+			}
+		case interface{ Unwrap() []error }:
+			for _, x := range e.Unwrap() {
+				walk(x)
+			}
+		}
+	}
+	walk(err)
+	return err
+}
+
+// File is the file the configuration was loaded from; empty for Parse.
+func (c *Config) File() string { return c.file }
 
 // Parse is Load for configuration already in memory.
 func Parse(data []byte, env []string) (*Config, error) {
@@ -416,6 +463,11 @@ func applyEnv(raw map[string]any, schema reflect.Type, env []string) (map[string
 		}
 		path, err := setPath(raw, schema, segs, value, "")
 		if err != nil {
+			// An *Error as it is, so that Load can name the file in it.
+			if ce, ok := err.(*Error); ok {
+				ce.Msg += " (set by environment variable " + name + ")"
+				return nil, ce
+			}
 			return nil, fmt.Errorf("environment variable %s: %w", name, err)
 		}
 		set[path] = name
@@ -593,7 +645,7 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, errorf("log.format", "%q: want text or json", c.Log.Format))
 	}
-	return errors.Join(errs...)
+	return inFile(errors.Join(errs...), c.file)
 }
 
 // EndpointNames lists the configured endpoints, sorted.
@@ -627,7 +679,7 @@ func (c *Config) Migrate(dsn string) bool {
 func (c *Config) WithID(name, id string) (Endpoint, error) {
 	ep, ok := c.Endpoints[name]
 	if !ok {
-		return Endpoint{}, errorf("endpoints", "no endpoint %q (configured: %s)", name, strings.Join(c.EndpointNames(), ", "))
+		return Endpoint{}, inFile(errorf("endpoints", "no endpoint %q (configured: %s)", name, strings.Join(c.EndpointNames(), ", ")), c.file)
 	}
 	var errs []error
 	fill := func(key string, s *string) {
@@ -664,7 +716,7 @@ func (c *Config) WithID(name, id string) (Endpoint, error) {
 		ep.Worker = &w
 	}
 	if err := errors.Join(errs...); err != nil {
-		return Endpoint{}, err
+		return Endpoint{}, inFile(err, c.file)
 	}
 	return ep, nil
 }

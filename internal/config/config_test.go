@@ -3,6 +3,7 @@ package config
 import (
 	"encoding/json"
 	"errors"
+	"os"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -577,6 +578,108 @@ func TestLoadErrors(t *testing.T) {
 	var ce *Error
 	if err == nil || !errors.As(err, &ce) || !strings.Contains(err.Error(), "missing.json") {
 		t.Errorf("Load(missing) = %v, want a config error naming the file", err)
+	}
+}
+
+// TestLoadErrorsNameTheFile: every error of a configuration file, whether
+// found reading, parsing, checking or validating it, applying environment
+// overrides or filling {id}, is a *Error whose every line begins with
+// "config PATH: " and names PATH once; errors of Parse name no file.
+func TestLoadErrorsNameTheFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name string, data []byte) string {
+		t.Helper()
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	broken := func(fs ...func(map[string]any)) []byte {
+		m := base()
+		for _, f := range fs {
+			f(m)
+		}
+		return encode(t, m)
+	}
+	good := write("good.json", encode(t, base()))
+	cases := []struct {
+		name  string
+		path  string
+		env   []string
+		lines int    // lines of the message
+		want  string // after "config PATH: "
+	}{
+		{"missing file", filepath.Join(dir, "missing.json"), nil, 1, "cannot read: "},
+		{"not JSON", write("notjson.json", []byte(`{"connections": `)), nil, 1, "not valid JSON: "},
+		{"unknown key", write("typo.json", broken(set("endpoints.worker.inbox.thread", 4))), nil, 1, "endpoints.worker.inbox.thread: unknown key"},
+		{"wrong type", write("type.json", broken(set("endpoints.worker.inbox.threads", "four"))), nil, 1, "endpoints.worker.inbox.threads: want a whole number"},
+		{"invalid URI", write("uri.json", broken(set("endpoints.distributor.inbox.workQueue", "sql://default/Server Inbox"))), nil, 1,
+			"endpoints.distributor.inbox.workQueue: invalid queue URI"},
+		{"invalid duration", write("duration.json", broken(set("endpoints.distributor.reclaimAfter", "3 seconds"))), nil, 1,
+			"endpoints.distributor.reclaimAfter: invalid duration"},
+		{"two errors", write("two.json", broken(set("endpoints.worker.inbox.lease", "forever"), set("endpoints.worker.worker.availabilityInterval", 5))), nil, 2,
+			"endpoints.worker.inbox.lease: invalid duration"},
+		{"validation", write("validate.json", broken(set("endpoints.worker.worker.distributorControlQueue", nil))), nil, 1,
+			"endpoints.worker.worker.distributorControlQueue: required"},
+		{"bad environment value", good, []string{"FERRY_ENDPOINTS__WORKER__INBOX__THREADS=lots"}, 1,
+			"endpoints.worker.inbox.threads: want a whole number"},
+		{"unknown environment key", good, []string{"FERRY_ENDPOINTS__WORKER__INBOX__LEAS=1s"}, 1,
+			"endpoints.worker.inbox.leas: unknown key"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Load(tc.path, tc.env)
+			if err == nil {
+				t.Fatalf("Load(%s) succeeded", tc.path)
+			}
+			checkNamesFile(t, err, tc.path, tc.lines, tc.want)
+		})
+	}
+
+	// Errors found after loading: {id} unfilled, unknown endpoint.
+	cfg, err := Load(good, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.File() != good {
+		t.Errorf("File() = %q, want %q", cfg.File(), good)
+	}
+	_, err = cfg.WithID("worker", "")
+	checkNamesFile(t, err, good, 1, "endpoints.worker.inbox.workQueue: ")
+	_, err = cfg.WithID("wroker", "w1")
+	checkNamesFile(t, err, good, 1, `endpoints: no endpoint "wroker"`)
+	cfg.Log.Level = "loud"
+	checkNamesFile(t, cfg.Validate(), good, 1, "log.level: ")
+
+	// Parse reads no file and names none.
+	_, err = Parse(broken(set("endpoints.worker.inbox.thread", 4)), nil)
+	if err == nil || !strings.HasPrefix(err.Error(), "config: endpoints.worker.inbox.thread: ") {
+		t.Errorf("Parse error = %v, want it to begin \"config: endpoints.worker.inbox.thread: \"", err)
+	}
+}
+
+// checkNamesFile fails unless err is a *Error of lines lines, each beginning
+// "config PATH: " and naming path once, the first followed by want.
+func checkNamesFile(t *testing.T, err error, path string, lines int, want string) {
+	t.Helper()
+	var ce *Error
+	if err == nil || !errors.As(err, &ce) {
+		t.Fatalf("error %T %v is not a *config.Error (the binary exits 2 on those)", err, err)
+	}
+	msg := err.Error()
+	got := strings.Split(msg, "\n")
+	if len(got) != lines {
+		t.Errorf("error has %d lines, want %d:\n%s", len(got), lines, msg)
+	}
+	prefix := "config " + path + ": "
+	if !strings.HasPrefix(msg, prefix+want) {
+		t.Errorf("error does not begin %q:\n%s", prefix+want, msg)
+	}
+	for _, line := range got {
+		if !strings.HasPrefix(line, prefix) || strings.Count(line, path) != 1 {
+			t.Errorf("error line does not begin %q or names the file more than once:\n%s", prefix, line)
+		}
 	}
 }
 
