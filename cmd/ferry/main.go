@@ -3,7 +3,9 @@
 // send, inspect, purge and move messages, list and return failed ones,
 // migrate schemas, benchmark, and run a demo.
 //
-// Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error.
+// Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error; 130
+// (SIGINT) or 143 (SIGTERM) when a second signal ends `ferry run` while it
+// stops gracefully.
 package main
 
 import (

@@ -5,10 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
@@ -28,16 +25,16 @@ func (a *app) runCmd() *cobra.Command {
 		Short: "Run an endpoint of the configuration (a distributor, a worker or a plain endpoint) until SIGINT/SIGTERM",
 		Long: `Run an endpoint of the configuration until SIGINT or SIGTERM, then stop gracefully:
 in-flight messages finish within --stop-timeout or are released, and a worker
-tells its distributor it is stopping.
+tells its distributor it is stopping. A second SIGINT or SIGTERM during the stop
+exits at once (code 130 or 143); messages still in flight are delivered again
+when their leases end.
 
 An endpoint with a controlInbox is a distributor; one with a worker section is a
 worker; any other endpoint handles its inbox itself. {id} in a queue URI is
 replaced by --id, which is then required.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			return a.run(ctx, args[0], id, stopTimeout)
+			return a.run(cmd.Context(), args[0], id, stopTimeout)
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "instance id: fills {id} in queue URIs; a worker's id (default: the endpoint name)")
@@ -67,6 +64,9 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 		id = name
 	}
 	log = log.With("config", name)
+	// Until here nothing needs stopping: a signal ends the process as usual.
+	ctx, release := onStopSignals(ctx, log)
+	defer release()
 	conns, err := a.connections(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -121,7 +121,7 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 		r = e
 	}
 	<-ctx.Done()
-	log.Info("stop signal received; stopping", "timeout", stopTimeout)
+	log.Info("stop signal received; stopping (a second signal exits without waiting)", "timeout", stopTimeout)
 	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
 	defer cancel()
 	if err := r.Stop(stopCtx); err != nil {
