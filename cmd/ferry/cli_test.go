@@ -408,6 +408,70 @@ func TestConfigErrorsNameTheFile(t *testing.T) {
 	}
 }
 
+// TestSendFlagErrors: a queue URI or message type that ferry send cannot
+// use is a usage error (exit 2) that begins with the flag and its value,
+// `send: --to "URI": …`, and quotes the value once.
+func TestSendFlagErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name   string
+		routes []any // the configuration's routes; nil: the cluster's
+		noFile bool  // no configuration at all
+		args   []string
+		flag   string // "--to" or "--type"
+		value  string
+		want   []string // further substrings of stderr
+	}{
+		{name: "--to an unknown connection", args: []string{"--type", "t", "--to", "sql://nope/x"}, flag: "--to", value: "sql://nope/x",
+			want: []string{`unknown connection "nope"`, "configured: default"}},
+		{name: "--to without scheme", args: []string{"--type", "t", "--to", "queue-x"}, flag: "--to", value: "queue-x",
+			want: []string{"invalid queue URI", "sql://CONNECTION/QUEUE"}},
+		{name: "--to a bad queue name", args: []string{"--type", "t", "--to", "sql://default/Bad Name"}, flag: "--to", value: "sql://default/Bad Name",
+			want: []string{"invalid queue URI", `queue name "Bad Name"`}},
+		{name: "--to a bad connection name", args: []string{"--type", "t", "--to", "sql://bad conn/x"}, flag: "--to", value: "sql://bad conn/x",
+			want: []string{"invalid queue URI", `connection name "bad conn"`}},
+		{name: "--to a bad URI, no configuration", noFile: true, args: []string{"--type", "t", "--to", "queue-x"}, flag: "--to", value: "queue-x",
+			want: []string{"invalid queue URI"}},
+		{name: "--type without a route", routes: []any{map[string]any{"types": []any{"orders.*"}, "queue": "sql://default/server-inbox-work"}},
+			args: []string{"--type", "invoices.sent"}, flag: "--type", value: "invoices.sent", want: []string{"no route", "config.json", "--to"}},
+		{name: "--type with two routes", routes: []any{
+			map[string]any{"types": []any{"orders.*"}, "queue": "sql://default/server-inbox-work"},
+			map[string]any{"types": []any{"orders.placed"}, "queue": "sql://default/other"},
+		}, args: []string{"--type", "orders.placed"}, flag: "--type", value: "orders.placed", want: []string{"2 queues", "sql://default/other", "--to"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			args := append([]string{"send"}, c.args...)
+			if !c.noFile {
+				m := clusterConfig("sqlite://"+filepath.Join(dir, "ferry.db"), "http://127.0.0.1:1/handle")
+				if c.routes != nil {
+					m["routes"] = c.routes
+				}
+				writeJSON(t, filepath.Join(dir, "config.json"), m)
+				args = append(args, "-c", "config.json")
+			}
+			_, stderr, code := ferry(t, dir, nil, args...)
+			if code != 2 {
+				t.Errorf("ferry %s: exit code %d, want 2\nstderr: %s", strings.Join(args, " "), code, stderr)
+			}
+			prefix := fmt.Sprintf("ferry: send: %s %q: ", c.flag, c.value)
+			if !strings.HasPrefix(stderr, prefix) {
+				t.Errorf("ferry %s: stderr does not begin %q:\n%s", strings.Join(args, " "), prefix, stderr)
+			}
+			if c.flag == "--to" && strings.Count(stderr, fmt.Sprintf("%q", c.value)) != 1 {
+				t.Errorf("ferry %s: stderr quotes %q more than once:\n%s", strings.Join(args, " "), c.value, stderr)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(stderr, w) {
+					t.Errorf("ferry %s: stderr lacks %q:\n%s", strings.Join(args, " "), w, stderr)
+				}
+			}
+		})
+	}
+}
+
 // TestVersionAndHelp: the commands that need no configuration work anywhere.
 func TestVersionAndHelp(t *testing.T) {
 	t.Parallel()

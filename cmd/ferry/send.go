@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -44,6 +45,9 @@ func (a *app) sendCmd() *cobra.Command {
 			}
 			var opts []bus.SendOption
 			if to != "" {
+				if _, err := queue.ParseURI(to); err != nil {
+					return sendFlagErr("--to", to, err)
+				}
 				opts = append(opts, bus.To(to))
 			}
 			for _, h := range headers {
@@ -62,7 +66,7 @@ func (a *app) sendCmd() *cobra.Command {
 			if corr != "" {
 				opts = append(opts, bus.WithCorrelationID(corr))
 			}
-			return a.send(cmd.Context(), typ, data, count, opts)
+			return a.send(cmd.Context(), typ, to, data, count, opts)
 		},
 	}
 	f := cmd.Flags()
@@ -78,7 +82,7 @@ func (a *app) sendCmd() *cobra.Command {
 	return cmd
 }
 
-func (a *app) send(ctx context.Context, typ string, data []byte, count int, opts []bus.SendOption) error {
+func (a *app) send(ctx context.Context, typ, to string, data []byte, count int, opts []bus.SendOption) error {
 	cfg, log, conns, err := a.setup(ctx)
 	if err != nil {
 		return err
@@ -99,7 +103,7 @@ func (a *app) send(ctx context.Context, typ string, data []byte, count int, opts
 			bodies[i] = raw
 		}
 		if err := ep.SendBatch(ctx, bodies, opts...); err != nil {
-			return sendErr(err)
+			return sendErr(err, cfg.File(), typ, to)
 		}
 		sent += n
 	}
@@ -110,11 +114,29 @@ func (a *app) send(ctx context.Context, typ string, data []byte, count int, opts
 	return nil
 }
 
-// sendErr classifies send failures: routing and addressing are the user's.
-func sendErr(err error) error {
+// sendErr classifies send failures: routing (of --type by the routes of
+// the configuration file) and addressing (--to) are the user's, and name
+// the flag.
+func sendErr(err error, file, typ, to string) error {
 	var re *bus.RouteError
-	if errors.As(err, &re) || errors.Is(err, queue.ErrInvalidURI) || errors.Is(err, queue.ErrUnknownConnection) {
+	switch {
+	case errors.As(err, &re) && len(re.Queues) == 0:
+		return usagef("send: --type %q: no route for message type %q in %s: add one to routes, or pass --to URI", typ, re.Type, file)
+	case errors.As(err, &re):
+		return usagef("send: --type %q: the routes of %s send it to %d queues (%s): they must name one, or pass --to URI",
+			typ, file, len(re.Queues), strings.Join(re.Queues, ", "))
+	case to != "" && (errors.Is(err, queue.ErrInvalidURI) || errors.Is(err, queue.ErrUnknownConnection)):
+		return sendFlagErr("--to", to, err)
+	case errors.Is(err, queue.ErrInvalidURI) || errors.Is(err, queue.ErrUnknownConnection):
 		return usageError{err}
 	}
 	return err
+}
+
+// sendFlagErr is a usage error of send: `send: FLAG "VALUE": what is wrong`,
+// without the "queue: " prefix and the quoted value of err's text.
+func sendFlagErr(flag, value string, err error) error {
+	msg := strings.TrimPrefix(err.Error(), "queue: ")
+	msg = strings.Replace(msg, " "+strconv.Quote(value), "", 1)
+	return usagef("send: %s %q: %s", flag, value, msg)
 }
