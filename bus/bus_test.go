@@ -196,6 +196,31 @@ func TestCausationChain(t *testing.T) {
 	})
 }
 
+// TestReservedHeaderRefused: a user header named ferry.* is refused with
+// ErrReservedHeader, naming it, and nothing is sent.
+func TestReservedHeaderRefused(t *testing.T) {
+	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
+		ctx := t.Context()
+		mux := bus.NewMux()
+		bus.RegisterType[Ping](mux, "ping")
+		ep, err := bus.New(ctx, conns, bus.Config{Name: "client"}, mux)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = ep.Send(ctx, Ping{N: 1}, bus.To("sql://default/reserved"), bus.WithHeader("ferry.id", "x"))
+		if !errors.Is(err, bus.ErrReservedHeader) || !strings.Contains(err.Error(), `"ferry.id"`) {
+			t.Fatalf("Send with header ferry.id: %v; want ErrReservedHeader naming it", err)
+		}
+		q, err := conns.Queue(ctx, "sql://default/reserved")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c, err := q.Count(ctx); err != nil || c.Total() != 0 {
+			t.Fatalf("queue holds %+v (%v) after a refused send", c, err)
+		}
+	})
+}
+
 func TestDeferAndExpiry(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
 		ctx := context.Background()

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -81,6 +82,10 @@ const (
 )
 
 const reservedPrefix = "ferry."
+
+// ErrReservedHeader is returned by Send and Publish for a user header whose
+// name starts with "ferry.": those names belong to the envelope.
+var ErrReservedHeader = errors.New(`names starting with "ferry." are reserved`)
 
 // NewID returns a new UUIDv7 message id.
 func NewID() string { return uuid.Must(uuid.NewV7()).String() }

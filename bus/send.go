@@ -214,7 +214,7 @@ func (e *Endpoint) build(parent *Envelope, body any, opts []SendOption) (*Envelo
 	}
 	for k, v := range o.headers {
 		if strings.HasPrefix(k, reservedPrefix) {
-			return nil, nil, fmt.Errorf("bus: header %q: names starting with %q are reserved", k, reservedPrefix)
+			return nil, nil, fmt.Errorf("bus: header %q: %w", k, ErrReservedHeader)
 		}
 		if env.Headers == nil {
 			env.Headers = map[string]string{}

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -415,10 +416,11 @@ func TestSendFlagErrors(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
 		name   string
-		routes []any // the configuration's routes; nil: the cluster's
-		noFile bool  // no configuration at all
+		cmd    []string // default: send
+		routes []any    // the configuration's routes; nil: the cluster's
+		noFile bool     // no configuration at all
 		args   []string
-		flag   string // "--to" or "--type"
+		flag   string // "--to", "--type" or "--header"
 		value  string
 		want   []string // further substrings of stderr
 	}{
@@ -438,12 +440,22 @@ func TestSendFlagErrors(t *testing.T) {
 			map[string]any{"types": []any{"orders.*"}, "queue": "sql://default/server-inbox-work"},
 			map[string]any{"types": []any{"orders.placed"}, "queue": "sql://default/other"},
 		}, args: []string{"--type", "orders.placed"}, flag: "--type", value: "orders.placed", want: []string{"2 queues", "sql://default/other", "--to"}},
+		{name: "--header with a reserved name", args: []string{"--type", "t", "--to", "sql://default/x", "--header", "ferry.id=1"},
+			flag: "--header", value: "ferry.id=1", want: []string{`"ferry." are reserved`}},
+		{name: "errors retry --to an unknown connection", cmd: []string{"errors", "retry"}, args: []string{"--all", "--to", "sql://nope/x"},
+			flag: "--to", value: "sql://nope/x", want: []string{`unknown connection "nope"`}},
+		{name: "errors retry --to without scheme", cmd: []string{"errors", "retry"}, args: []string{"--all", "--to", "queue-x"},
+			flag: "--to", value: "queue-x", want: []string{"invalid queue URI"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			args := append([]string{"send"}, c.args...)
+			cmd := c.cmd
+			if cmd == nil {
+				cmd = []string{"send"}
+			}
+			args := append(slices.Clone(cmd), c.args...)
 			if !c.noFile {
 				m := clusterConfig("sqlite://"+filepath.Join(dir, "ferry.db"), "http://127.0.0.1:1/handle")
 				if c.routes != nil {
@@ -451,12 +463,15 @@ func TestSendFlagErrors(t *testing.T) {
 				}
 				writeJSON(t, filepath.Join(dir, "config.json"), m)
 				args = append(args, "-c", "config.json")
+				if _, stderr, code := ferry(t, dir, nil, "migrate", "-c", "config.json"); code != 0 {
+					t.Fatalf("ferry migrate: exit %d: %s", code, stderr)
+				}
 			}
 			_, stderr, code := ferry(t, dir, nil, args...)
 			if code != 2 {
 				t.Errorf("ferry %s: exit code %d, want 2\nstderr: %s", strings.Join(args, " "), code, stderr)
 			}
-			prefix := fmt.Sprintf("ferry: send: %s %q: ", c.flag, c.value)
+			prefix := fmt.Sprintf("ferry: %s: %s %q: ", strings.Join(cmd, " "), c.flag, c.value)
 			if !strings.HasPrefix(stderr, prefix) {
 				t.Errorf("ferry %s: stderr does not begin %q:\n%s", strings.Join(args, " "), prefix, stderr)
 			}

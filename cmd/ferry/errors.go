@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/internal/config"
+	"github.com/ferrybus/ferry/queue"
 	"github.com/spf13/cobra"
 )
 
@@ -208,6 +209,11 @@ func (a *app) errorsCmd() *cobra.Command {
 			if rf.empty(args) && !rf.all {
 				return usagef("errors retry: name message ids, set a filter, or pass --all")
 			}
+			if to != "" {
+				if _, err := queue.ParseURI(to); err != nil {
+					return flagErr("errors retry", "--to", to, err)
+				}
+			}
 			flt, err := rf.filter(args)
 			if err != nil {
 				return err
@@ -218,6 +224,9 @@ func (a *app) errorsCmd() *cobra.Command {
 			}
 			defer done()
 			n, err := eq.Retry(ctx, flt, bus.RetryOptions{ResetFailures: reset, To: to})
+			if to != "" && n == 0 && (errors.Is(err, queue.ErrInvalidURI) || errors.Is(err, queue.ErrUnknownConnection)) {
+				return flagErr("errors retry", "--to", to, err)
+			}
 			if rerr := a.report(map[string]any{"returned": n, "errorQueue": eq.URI()}, "returned %d message(s) from %s\n", n, eq.URI()); rerr != nil {
 				return rerr
 			}

@@ -55,6 +55,9 @@ func (a *app) sendCmd() *cobra.Command {
 				if !ok || k == "" {
 					return usagef("send: --header %q: want key=value", h)
 				}
+				if strings.HasPrefix(k, "ferry.") {
+					return usagef("send: --header %q: %v", h, bus.ErrReservedHeader)
+				}
 				opts = append(opts, bus.WithHeader(k, v))
 			}
 			if priority != 0 {
@@ -133,10 +136,17 @@ func sendErr(err error, file, typ, to string) error {
 	return err
 }
 
-// sendFlagErr is a usage error of send: `send: FLAG "VALUE": what is wrong`,
-// without the "queue: " prefix and the quoted value of err's text.
-func sendFlagErr(flag, value string, err error) error {
-	msg := strings.TrimPrefix(err.Error(), "queue: ")
+// sendFlagErr is a usage error of send: `send: FLAG "VALUE": what is wrong`.
+func sendFlagErr(flag, value string, err error) error { return flagErr("send", flag, value, err) }
+
+// flagErr is a usage error of command: `COMMAND: FLAG "VALUE": what is
+// wrong`, keeping only what the queue package said (the text after its last
+// "queue: ") without the quoted value.
+func flagErr(command, flag, value string, err error) error {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, "queue: "); i >= 0 {
+		msg = msg[i+len("queue: "):]
+	}
 	msg = strings.Replace(msg, " "+strconv.Quote(value), "", 1)
-	return usagef("send: %s %q: %s", flag, value, msg)
+	return usagef("%s: %s %q: %s", command, flag, value, msg)
 }
