@@ -143,6 +143,9 @@ func envelopeFrom(d queue.Delivery, queueURI string) (*Envelope, error) {
 		Queue:    queueURI,
 	}
 	var errs []string
+	if d.HeadersErr != nil {
+		errs = append(errs, d.HeadersErr.Error())
+	}
 	for k, v := range d.Headers {
 		var err error
 		switch k {

@@ -68,6 +68,24 @@ func sendRaw(t *testing.T, ep *bus.Endpoint, to, typ, body string, opts ...bus.S
 	}
 }
 
+// insertMalformedHeaders writes a row of type typ into queue uri whose
+// headers column is cut short, as no ferry code would write it.
+func insertMalformedHeaders(t *testing.T, conns *queue.Connections, uri, typ string) {
+	t.Helper()
+	ctx := context.Background()
+	q, err := conns.Queue(ctx, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := q.Store().DB()
+	now := time.Now().UnixMicro()
+	if _, err := db.ExecContext(ctx, db.Rebind(`INSERT INTO ferry_messages
+ (queue, message_id, type, priority, visible_at, enqueued_at, headers, body) VALUES (?, ?, ?, 0, ?, ?, ?, ?)`),
+		q.Name(), "malformed-"+typ, typ, now, now, `{"ferry.id":"x`, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func openErrorQueue(t *testing.T, conns *queue.Connections, uri string) *bus.ErrorQueue {
 	t.Helper()
 	eq, err := bus.OpenErrorQueue(context.Background(), conns, uri)
@@ -584,6 +602,9 @@ func TestBadInputMatrix(t *testing.T) {
 			"bad.panic":   {"error", bus.KindPanic, "panic: bad input"},
 			"bad.expired": {"discarded", "", ""},
 			"bad.big":     {"error", bus.KindOversize, "over the inbox's limit of 64 (maxBodyBytes)"},
+			// Retried like any decode failure: the retry stores fresh headers,
+			// so the second attempt reads them and finds no handler.
+			"bad.headers": {"error", bus.KindNoHandler, `no handler for message type "bad.headers"`},
 		}},
 		{"configured", func(in *bus.InboxConfig) {
 			in.OnDecodeError = bus.ActionPark
@@ -597,6 +618,7 @@ func TestBadInputMatrix(t *testing.T) {
 			"bad.panic":   {"discarded", "", ""},
 			"bad.expired": {"error", bus.KindExpired, "expired at"},
 			"bad.big":     {"discarded", "", ""},
+			"bad.headers": {"error", bus.KindDecode, "unexpected end of JSON input"},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -635,6 +657,8 @@ func TestBadInputMatrix(t *testing.T) {
 						sendRaw(t, ep, to, "bad.expired", "{}", bus.ExpiresAt(time.Now().Add(-time.Second)))
 					case 25:
 						sendRaw(t, ep, to, "bad.big", `{"n":1,"pad":"`+strings.Repeat("x", 100)+`"}`)
+					case 30:
+						insertMalformedHeaders(t, conns, to, "bad.headers")
 					}
 				}
 				wantErrors, wantDiscards := 0, 0
@@ -679,9 +703,14 @@ func TestBadInputMatrix(t *testing.T) {
 					if o.kind == bus.KindPanic && !strings.Contains(last.Stack, "goroutine") {
 						t.Errorf("panic failure without a stack: %q", last.Stack)
 					}
+					// The unreadable headers are kept, quoted, in the first failure.
+					if first := shown.Envelope.Failures[0]; typ == "bad.headers" &&
+						(first.Kind != bus.KindDecode || !strings.Contains(first.Error, `headers "{\"ferry.id\":\"x"`)) {
+						t.Errorf("bad.headers: first failure %+v; want a decode failure quoting the stored headers", first)
+					}
 				}
 				// Messages that never reach a handler are not handed to one.
-				for _, typ := range []string{"bad.expired", "bad.big", "bad.unknown"} {
+				for _, typ := range []string{"bad.expired", "bad.big", "bad.unknown", "bad.headers"} {
 					if n := calls.typ(typ); n != 0 {
 						t.Errorf("%s reached its handler %d times", typ, n)
 					}

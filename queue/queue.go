@@ -55,6 +55,11 @@ type Delivery struct {
 	// LeaseToken proves ownership of the lease; zero for a peeked message
 	// that is not leased.
 	LeaseToken int64
+	// HeadersErr is set when the stored headers could not be decoded (a row
+	// written by something other than ferry); Headers is then nil. The
+	// delivery is returned all the same, so that the receiver can move it
+	// aside instead of the bad row blocking every receive.
+	HeadersErr error
 }
 
 // Counts describes how many messages a queue holds, by state.

@@ -488,10 +488,10 @@ func (q *SQLQueue) scan(rows *sqlx.Rows) ([]Delivery, error) {
 		d.Queue = q.name
 		d.EnqueuedAt = fromMicros(enq)
 		d.VisibleAt = fromMicros(vis)
-		if headers != "" && headers != "{}" {
-			if err := json.Unmarshal([]byte(headers), &d.Headers); err != nil {
-				return nil, fmt.Errorf("message %s: headers: %w", d.MessageID, err)
-			}
+		if h, err := decodeHeaders(headers); err != nil {
+			d.HeadersErr = fmt.Errorf("headers %.200q: %w", headers, err)
+		} else {
+			d.Headers = h
 		}
 		out = append(out, d)
 	}

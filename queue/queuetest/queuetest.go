@@ -93,6 +93,7 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"AckLeaseLost", testAckLeaseLost},
 		{"AckBatch", testAckBatch},
 		{"SettlePeekedRefused", testSettlePeekedRefused},
+		{"MalformedHeadersDelivered", testMalformedHeadersDelivered},
 		{"Extend", testExtend},
 		{"ReleaseDelay", testReleaseDelay},
 		{"ReleaseHeaders", testReleaseHeaders},
@@ -635,6 +636,45 @@ func testAckLeaseLost(t *testing.T, h *harness) {
 	}
 	expectCount(t, q, queue.Counts{})
 	expectLeaseLost(t, q.Ack(ctx, current), "second Ack of an acked delivery")
+}
+
+// testMalformedHeadersDelivered: a row whose headers column is not a JSON
+// object of strings (written by something other than ferry) is delivered
+// with HeadersErr set, beside the good messages of the same batch, and can
+// be acked: it never blocks the queue.
+func testMalformedHeadersDelivered(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	q := mustQueue(t, s, "malformed")
+	enqueue(t, q, msg("malformed", 0))
+	now := time.Now().UnixMicro()
+	if _, err := s.DB().ExecContext(ctx, s.DB().Rebind(`INSERT INTO ferry_messages
+ (queue, message_id, type, priority, visible_at, enqueued_at, headers, body) VALUES (?, ?, ?, 0, ?, ?, ?, ?)`),
+		"malformed", "bad-headers", "t", now, now, `{"a":1`, []byte("{}")); err != nil {
+		t.Fatal(err)
+	}
+	enqueue(t, q, msg("malformed", 2))
+	ds, err := q.Receive(ctx, 10, time.Minute)
+	if err != nil {
+		t.Fatalf("Receive with a malformed row in the batch: %v", err)
+	}
+	if len(ds) != 3 {
+		t.Fatalf("received %d messages, want 3", len(ds))
+	}
+	for _, d := range ds {
+		switch {
+		case d.MessageID == "bad-headers" && (d.HeadersErr == nil || d.Headers != nil):
+			t.Errorf("malformed row: HeadersErr %v, Headers %v; want an error and no headers", d.HeadersErr, d.Headers)
+		case d.MessageID == "bad-headers" && !strings.Contains(d.HeadersErr.Error(), `{\"a\":1`):
+			t.Errorf("HeadersErr %q does not quote the stored text", d.HeadersErr)
+		case d.MessageID != "bad-headers" && d.HeadersErr != nil:
+			t.Errorf("%s: HeadersErr %v", d.MessageID, d.HeadersErr)
+		}
+	}
+	if err := q.Ack(ctx, ds...); err != nil {
+		t.Fatal(err)
+	}
+	expectCount(t, q, queue.Counts{})
 }
 
 // testSettlePeekedRefused: a peeked delivery carries no lease, so acking,
