@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	"github.com/ferrybus/ferry/queue"
 )
@@ -10,25 +11,35 @@ import (
 // maxAckBatch bounds the acks one statement carries.
 const maxAckBatch = 500
 
-// ackReq is one thread's ack, waiting for its outcome.
+// maxAckQueue bounds the acks waiting for a statement: a thread that would
+// queue more waits for room, so acks cannot fall behind without bound.
+const maxAckQueue = 2 * maxAckBatch
+
+// ackReq is one message to ack and what to do with the outcome.
 type ackReq struct {
 	d    queue.Delivery
-	done chan error
+	done func(error) // called on the acker's goroutine
 }
 
 // acker acks for every thread of an endpoint: whatever acks have queued up
 // while the previous statement ran go out together in the next one (group
 // commit), so busy threads share round trips and an idle endpoint pays one
-// statement per ack, as before.
+// statement per ack. A thread may wait for its ack's outcome (ack) or hand
+// it over and go on to its next message (ackAsync); the second lets the
+// batches grow with the threads' pace instead of one per waiting thread.
 type acker struct {
-	q    *queue.SQLQueue
-	reqs chan ackReq
-	stop chan struct{}
-	done chan struct{}
+	q      *queue.SQLQueue
+	mu     sync.Mutex
+	room   *sync.Cond // signalled when the queue shrinks or closes
+	queue  []ackReq
+	closed bool
+	wake   chan struct{} // capacity 1: the queue has work or closed
+	done   chan struct{}
 }
 
 func newAcker(q *queue.SQLQueue) *acker {
-	a := &acker{q: q, reqs: make(chan ackReq, maxAckBatch), stop: make(chan struct{}), done: make(chan struct{})}
+	a := &acker{q: q, wake: make(chan struct{}, 1), done: make(chan struct{})}
+	a.room = sync.NewCond(&a.mu)
 	go a.run()
 	return a
 }
@@ -38,21 +49,24 @@ func (a *acker) run() {
 	batch := make([]ackReq, 0, maxAckBatch)
 	ds := make([]queue.Delivery, 0, maxAckBatch)
 	for {
-		select {
-		case r := <-a.reqs:
-			batch = append(batch[:0], r)
-		case <-a.stop:
+		a.mu.Lock()
+		for len(a.queue) == 0 && !a.closed {
+			a.mu.Unlock()
+			<-a.wake
+			a.mu.Lock()
+		}
+		if len(a.queue) == 0 { // closed, and every ack answered
+			a.mu.Unlock()
 			return
 		}
-	more:
-		for len(batch) < maxAckBatch {
-			select {
-			case r := <-a.reqs:
-				batch = append(batch, r)
-			default:
-				break more
-			}
-		}
+		n := min(len(a.queue), maxAckBatch)
+		batch = append(batch[:0], a.queue[:n]...)
+		rest := copy(a.queue, a.queue[n:])
+		clear(a.queue[rest:])
+		a.queue = a.queue[:rest]
+		a.room.Broadcast()
+		a.mu.Unlock()
+
 		ds = ds[:0]
 		for _, r := range batch {
 			ds = append(ds, r.d)
@@ -63,41 +77,65 @@ func (a *acker) run() {
 		for _, r := range batch {
 			switch {
 			case err != nil:
-				r.done <- err
+				r.done(err)
 			case acked[r.d.ID]:
-				r.done <- nil
+				r.done(nil)
 			default:
-				r.done <- fmt.Errorf("queue %s: ack %s: %w", a.q.URI(), r.d.MessageID, queue.ErrLeaseLost)
+				r.done(fmt.Errorf("queue %s: ack %s: %w", a.q.URI(), r.d.MessageID, queue.ErrLeaseLost))
 			}
 		}
 	}
 }
 
-// ack queues d and waits for its outcome. After close it acks directly.
-func (a *acker) ack(ctx context.Context, d queue.Delivery) error {
-	r := ackReq{d: d, done: make(chan error, 1)}
-	select {
-	case a.reqs <- r:
-	case <-a.stop:
-		return a.q.Ack(ctx, d)
+// submit queues r, waiting for room; false once the acker is closed.
+func (a *acker) submit(r ackReq) bool {
+	a.mu.Lock()
+	for len(a.queue) >= maxAckQueue && !a.closed {
+		a.room.Wait()
 	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-a.done:
-		// Stopped before our turn: ack it ourselves.
-		select {
-		case err := <-r.done:
-			return err
-		default:
-			return a.q.Ack(ctx, d)
-		}
+	if a.closed {
+		a.mu.Unlock()
+		return false
 	}
+	a.queue = append(a.queue, r)
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+	return true
 }
 
-// close stops the acker once it has answered what it took.
+// ack queues d and waits for its outcome. After close it acks directly.
+func (a *acker) ack(ctx context.Context, d queue.Delivery) error {
+	ch := make(chan error, 1)
+	if !a.submit(ackReq{d: d, done: func(err error) { ch <- err }}) {
+		return a.q.Ack(ctx, d)
+	}
+	return <-ch
+}
+
+// ackAsync queues d and returns; done gets the outcome on the acker's
+// goroutine. After close it acks directly.
+func (a *acker) ackAsync(d queue.Delivery, done func(error)) {
+	if a.submit(ackReq{d: d, done: done}) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	done(a.q.Ack(ctx, d))
+}
+
+// close stops the acker once every queued ack is answered.
 func (a *acker) close() {
-	close(a.stop)
+	a.mu.Lock()
+	a.closed = true
+	a.room.Broadcast()
+	a.mu.Unlock()
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
 	<-a.done
 }
 

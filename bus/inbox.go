@@ -266,6 +266,23 @@ func (e *Endpoint) settle(d queue.Delivery, op func(ctx context.Context) error) 
 	return op(ctx)
 }
 
+// settleAsync acks d through the acker without waiting, unless Stop has
+// already given it back; done gets the outcome.
+func (e *Endpoint) settleAsync(d queue.Delivery, done func(error)) {
+	v, ok := e.inflight.Load(d.ID)
+	if !ok {
+		return
+	}
+	f := v.(*inflight)
+	f.mu.Lock()
+	released := f.released
+	f.released = true
+	f.mu.Unlock()
+	if !released {
+		e.acks.ackAsync(d, done)
+	}
+}
+
 // process handles one delivery from start to finish. It never panics and
 // never returns an error: every outcome ends in an ack, a release or a move.
 func (e *Endpoint) process(d queue.Delivery) {
@@ -344,6 +361,18 @@ func (e *Endpoint) process(d queue.Delivery) {
 	}
 	if err := enqueue(ctx, nil, msg.out); err != nil {
 		e.fail(d, env, KindError, fmt.Errorf("dispatch of sent messages: %w", err), "")
+		return
+	}
+	if !e.cfg.Inbox.Idempotent && e.acks != nil {
+		// The thread goes on to its next message while the ack waits for
+		// the acker's next statement, shared with the other threads' acks.
+		e.settleAsync(d, func(err error) {
+			if err != nil {
+				log().Warn("ack failed; the message will be delivered again", "err", err)
+				return
+			}
+			e.stats.handled.Add(1)
+		})
 		return
 	}
 	err = e.settle(d, func(sctx context.Context) error {
