@@ -81,8 +81,10 @@ func (q *SQLQueue) Enqueue(ctx context.Context, msgs ...Message) error {
 
 // EnqueueTx stores messages inside the caller's transaction (a *sql.Tx or
 // *sqlx.Tx on this queue's database): they exist only if it commits. On
-// PostgreSQL receivers are woken at commit; on SQLite they find the messages
-// at their next poll.
+// PostgreSQL receivers, in this process too, are woken at commit by the
+// notification the INSERT carries; on SQLite this process's receivers are
+// signalled at once and find the messages once the caller has committed, at
+// their next poll at the latest.
 func (q *SQLQueue) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
@@ -91,7 +93,7 @@ func (q *SQLQueue) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) er
 	if err != nil {
 		return err
 	}
-	if woke {
+	if woke && q.store.dialect == SQLite {
 		q.store.signals.fire(q.name)
 	}
 	return nil

@@ -130,6 +130,7 @@ func Run(t *testing.T, newDSN NewDSN) {
 		{"ReceiveWaitWakesOnEnqueue", testWakeSameHandle},
 		{"ReceiveWaitWakesAcrossConnections", testWakeOtherHandle},
 		{"ReceiveWaitWakesOnCommitAcrossConnections", testWakeOnCommit},
+		{"ReceiveWaitWakesOnCommitSameStore", testWakeOnCommitSameStore},
 	}
 	for _, tc := range wake {
 		t.Run(tc.name, func(t *testing.T) {
@@ -1644,6 +1645,37 @@ func testWakeOnCommit(t *testing.T, h *harness) {
 	}
 	defer tx.Rollback()
 	if err := mustQueue(t, other, "wake").EnqueueTx(ctx, tx, msg("wake", 0)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("ReceiveWait returned before the commit: %v, %v", ids(r.ds), r.err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	sent := time.Now()
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	expectWoken(t, done, sent, "wake-00000")
+}
+
+// testWakeOnCommitSameStore: a transactional enqueue through the receiver's
+// own store wakes it when the transaction commits (on PostgreSQL by the
+// notification's echo, which the store must not skip), and not before.
+func testWakeOnCommitSameStore(t *testing.T, h *harness) {
+	s := h.store(t)
+	if s.Dialect() != queue.Postgres {
+		t.Skipf("%s wakes this process's receivers when EnqueueTx returns, before the commit", s.Dialect())
+	}
+	q := mustQueue(t, s, "wake")
+	done := startWaiting(t, q)
+	ctx := t.Context()
+	tx, err := s.DB().BeginTxx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if err := q.EnqueueTx(ctx, tx, msg("wake", 0)); err != nil {
 		t.Fatal(err)
 	}
 	select {
