@@ -44,6 +44,9 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 	var (
 		idle    = make([]int, 0, len(e.threads))
 		pending []queue.Delivery
+		// short is the wake-up channel of the last receive when it returned
+		// fewer messages than asked for; nil when the queue may hold more.
+		short   <-chan struct{}
 		backoff = time.Second
 		poll    = minPoll
 		timer   = time.NewTimer(time.Hour)
@@ -78,28 +81,44 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 		want := len(idle) + prefetch - len(pending)
 		refill := len(idle) > 0 || len(pending) <= prefetch/2
 		if refill && want > 0 && (e.hooks.Gate == nil || e.hooks.Gate()) {
-			wake := e.inbox.Wake()
-			// Stopping must not cancel a receive in flight: the database could
-			// lease rows whose result the driver then drops.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), receiveTimeout)
-			ds, err := e.inbox.Receive(rctx, want, e.lease)
-			cancel()
-			switch {
-			case err != nil:
-				e.log.Error("receive failed; retrying", "queue", e.inbox.URI(), "err", err, "in", backoff)
-				if !sleepCtx(ctx, backoff) {
-					return
+			// After a receive that came back short the queue is drained: ask
+			// again only once woken or polled, not each time a thread frees.
+			wake, drained := short, false
+			if short != nil {
+				select {
+				case <-short:
+					short = nil
+				default:
+					drained = true
 				}
-				backoff = min(2*backoff, 30*time.Second)
-				continue
-			case len(ds) > 0:
-				backoff, poll = time.Second, minPoll
-				now := time.Now()
-				for _, d := range ds {
-					e.inflight.Store(d.ID, &inflight{d: d, received: now, renewed: now})
+			}
+			if !drained {
+				wake = e.inbox.Wake()
+				// Stopping must not cancel a receive in flight: the database could
+				// lease rows whose result the driver then drops.
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), receiveTimeout)
+				ds, err := e.inbox.Receive(rctx, want, e.lease)
+				cancel()
+				switch {
+				case err != nil:
+					e.log.Error("receive failed; retrying", "queue", e.inbox.URI(), "err", err, "in", backoff)
+					if !sleepCtx(ctx, backoff) {
+						return
+					}
+					backoff = min(2*backoff, 30*time.Second)
+					continue
+				case len(ds) > 0:
+					backoff, poll = time.Second, minPoll
+					now := time.Now()
+					for _, d := range ds {
+						e.inflight.Store(d.ID, &inflight{d: d, received: now, renewed: now})
+					}
+					pending = append(pending, ds...)
+					if len(ds) < want {
+						short = wake
+					}
+					continue
 				}
-				pending = append(pending, ds...)
-				continue
 			}
 			if len(pending) > 0 {
 				// The queue is empty but the buffer is not: wait for a thread.
@@ -115,9 +134,9 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 			select {
 			case <-ctx.Done():
 			case <-wake:
-				poll = minPoll
+				poll, short = minPoll, nil
 			case <-timer.C:
-				poll = min(2*poll, e.inbox.MaxPoll())
+				poll, short = min(2*poll, e.inbox.MaxPoll()), nil
 			case id := <-e.free:
 				idle = append(idle, id)
 			}
