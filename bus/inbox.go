@@ -45,7 +45,8 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 		idle    = make([]int, 0, len(e.threads))
 		pending []queue.Delivery
 		// short is the wake-up channel of the last receive when it returned
-		// fewer messages than asked for; nil when the queue may hold more.
+		// fewer messages than asked for (or none); nil when the queue may
+		// hold more.
 		short   <-chan struct{}
 		backoff = time.Second
 		poll    = minPoll
@@ -119,6 +120,7 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 					}
 					continue
 				}
+				short = wake // nothing there: drained too
 			}
 			if len(pending) > 0 {
 				// The queue is empty but the buffer is not: wait for a thread.
