@@ -468,9 +468,11 @@ func TestBadMessagesReachErrorQueue(t *testing.T) {
 				t.Errorf("failure of kind %s: %q, want it to say %q", kind, kinds[kind], want)
 			}
 		}
-		if s := ep.Stats(); s.Errored != 3 || s.Retried != 6 {
-			t.Errorf("stats %+v: want 3 errored, 6 retried", s)
-		}
+		// The counters move just after the error queue does.
+		eventually(t, 5*time.Second, "3 errored and 6 retried in the stats", func() bool {
+			s := ep.Stats()
+			return s.Errored == 3 && s.Retried == 6
+		})
 	})
 }
 
