@@ -3,6 +3,8 @@ package queue
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"testing"
@@ -81,7 +83,8 @@ func TestLongSchemaNotifyChannel(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	schema := "ferry_test_" + strings.Repeat("l", 50)
+	// Long, and unique: test runs may share the server.
+	schema := "ferry_test_" + strings.Repeat("l", 34) + fmt.Sprintf("_%016x", rand.Uint64())
 	if _, err := admin.Exec(`CREATE SCHEMA ` + schema); err != nil {
 		t.Fatal(err)
 	}
