@@ -272,17 +272,7 @@ func TestBadConfiguration(t *testing.T) {
 			args := c.args
 			if !c.noFile {
 				path := filepath.Join(dir, "config.json")
-				if c.raw != "" {
-					if err := os.WriteFile(path, []byte(c.raw), 0o644); err != nil {
-						t.Fatal(err)
-					}
-				} else {
-					m := clusterConfig("sqlite://"+filepath.Join(dir, "ferry.db"), "http://127.0.0.1:1/handle")
-					if c.mut != nil {
-						c.mut(m)
-					}
-					writeJSON(t, path, m)
-				}
+				writeTestConfig(t, path, dir, c.raw, c.mut)
 				args = append(append([]string{}, args...), "-c", path)
 			}
 			stdout, stderr, code := ferry(t, dir, c.env, args...)
@@ -364,17 +354,7 @@ func TestConfigErrorsNameTheFile(t *testing.T) {
 			if c.how == "env" {
 				file = filepath.Join(root, "config.json")
 			}
-			if c.raw != "" {
-				if err := os.WriteFile(file, []byte(c.raw), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			} else {
-				m := clusterConfig("sqlite://"+filepath.Join(dir, "ferry.db"), "http://127.0.0.1:1/handle")
-				if c.mut != nil {
-					c.mut(m)
-				}
-				writeJSON(t, file, m)
-			}
+			writeTestConfig(t, file, dir, c.raw, c.mut)
 			args, env := append([]string{}, c.args...), append([]string{}, c.env...)
 			var path string // as the error must name it
 			switch c.how {
@@ -727,6 +707,23 @@ func queues(t *testing.T, dir, cfgPath string) []queueRow {
 		t.Fatalf("ferry queue ls --json: %v\n%s", err, out)
 	}
 	return rows
+}
+
+// writeTestConfig writes raw to path, or else the cluster configuration on
+// a SQLite file in dbDir, changed by mut when it is not nil.
+func writeTestConfig(t *testing.T, path, dbDir, raw string, mut func(map[string]any)) {
+	t.Helper()
+	if raw != "" {
+		if err := os.WriteFile(path, []byte(raw), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	m := clusterConfig("sqlite://"+filepath.Join(dbDir, "ferry.db"), "http://127.0.0.1:1/handle")
+	if mut != nil {
+		mut(m)
+	}
+	writeJSON(t, path, m)
 }
 
 // cluster is one distributor and two workers of the built binary.

@@ -1635,28 +1635,7 @@ func testWakeOnCommit(t *testing.T, h *harness) {
 	if s.Dialect() != queue.Postgres {
 		t.Skipf("%s has no wake-ups across store handles: receivers poll (MaxPoll)", s.Dialect())
 	}
-	other := OpenStore(t, dsn)
-	q := mustQueue(t, s, "wake")
-	done := startWaiting(t, q)
-	ctx := t.Context()
-	tx, err := other.DB().BeginTxx(ctx, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tx.Rollback()
-	if err := mustQueue(t, other, "wake").EnqueueTx(ctx, tx, msg("wake", 0)); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case r := <-done:
-		t.Fatalf("ReceiveWait returned before the commit: %v, %v", ids(r.ds), r.err)
-	case <-time.After(200 * time.Millisecond):
-	}
-	sent := time.Now()
-	if err := tx.Commit(); err != nil {
-		t.Fatal(err)
-	}
-	expectWoken(t, done, sent, "wake-00000")
+	expectWokenAtCommit(t, s, OpenStore(t, dsn))
 }
 
 // testWakeOnCommitSameStore: a transactional enqueue through the receiver's
@@ -1667,15 +1646,21 @@ func testWakeOnCommitSameStore(t *testing.T, h *harness) {
 	if s.Dialect() != queue.Postgres {
 		t.Skipf("%s wakes this process's receivers when EnqueueTx returns, before the commit", s.Dialect())
 	}
-	q := mustQueue(t, s, "wake")
-	done := startWaiting(t, q)
+	expectWokenAtCommit(t, s, s)
+}
+
+// expectWokenAtCommit: a receiver waiting on s is woken when a transaction
+// of sender that enqueues for it commits, and not before.
+func expectWokenAtCommit(t *testing.T, s, sender *queue.Store) {
+	t.Helper()
+	done := startWaiting(t, mustQueue(t, s, "wake"))
 	ctx := t.Context()
-	tx, err := s.DB().BeginTxx(ctx, nil)
+	tx, err := sender.DB().BeginTxx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer tx.Rollback()
-	if err := q.EnqueueTx(ctx, tx, msg("wake", 0)); err != nil {
+	if err := mustQueue(t, sender, "wake").EnqueueTx(ctx, tx, msg("wake", 0)); err != nil {
 		t.Fatal(err)
 	}
 	select {
