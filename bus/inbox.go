@@ -384,7 +384,7 @@ func (e *Endpoint) process(d queue.Delivery) {
 		e.fail(d, env, KindError, fmt.Errorf("dispatch of sent messages: %w", err), "")
 		return
 	}
-	if !e.cfg.Inbox.Idempotent && e.acks != nil {
+	if !e.cfg.Inbox.Idempotent {
 		// The thread goes on to its next message while the ack waits for
 		// the acker's next statement, shared with the other threads' acks.
 		e.settleAsync(d, func(err error) {
@@ -396,10 +396,8 @@ func (e *Endpoint) process(d queue.Delivery) {
 		})
 		return
 	}
+	// Idempotent: the handled record and the ack commit together.
 	err = e.settle(d, func(sctx context.Context) error {
-		if !e.cfg.Inbox.Idempotent {
-			return e.ack(sctx, d)
-		}
 		tx, err := e.inbox.Store().DB().BeginTxx(sctx, nil)
 		if err != nil {
 			return err

@@ -226,8 +226,8 @@ func (q *SQLQueue) ReceiveWait(ctx context.Context, max int, lease time.Duration
 
 // Extend renews the lease of d to end lease from now.
 func (q *SQLQueue) Extend(ctx context.Context, d Delivery, lease time.Duration) error {
-	if d.LeaseToken == 0 {
-		return q.errorf("extend "+d.MessageID, ErrNotLeased)
+	if err := q.checkLeased("extend", d); err != nil {
+		return err
 	}
 	res, err := q.store.execConsume(ctx, q.store.q.extend, micros(time.Now().Add(lease)), d.ID, d.LeaseToken)
 	if err != nil {
@@ -242,8 +242,8 @@ func (q *SQLQueue) Ack(ctx context.Context, ds ...Delivery) error {
 		return nil
 	}
 	for _, d := range ds {
-		if d.LeaseToken == 0 {
-			return q.errorf("ack "+d.MessageID, ErrNotLeased)
+		if err := q.checkLeased("ack", d); err != nil {
+			return err
 		}
 	}
 	var deleted int64
@@ -287,8 +287,8 @@ func (q *SQLQueue) Ack(ctx context.Context, ds ...Delivery) error {
 
 // Release gives a leased message back to the queue.
 func (q *SQLQueue) Release(ctx context.Context, d Delivery, opts ReleaseOptions) error {
-	if d.LeaseToken == 0 {
-		return q.errorf("release "+d.MessageID, ErrNotLeased)
+	if err := q.checkLeased("release", d); err != nil {
+		return err
 	}
 	var headers any // NULL keeps the stored headers
 	if opts.Headers != nil {
@@ -320,8 +320,8 @@ func (q *SQLQueue) Release(ctx context.Context, d Delivery, opts ReleaseOptions)
 // Either way the message starts afresh in dst: visible now, not leased, its
 // attempt count zero.
 func (q *SQLQueue) Move(ctx context.Context, d Delivery, dst Queue, headers map[string]string) error {
-	if d.LeaseToken == 0 {
-		return q.errorf("move "+d.MessageID, ErrNotLeased)
+	if err := q.checkLeased("move", d); err != nil {
+		return err
 	}
 	if same, ok := dst.(*SQLQueue); ok && same.store == q.store {
 		var h any
@@ -537,6 +537,16 @@ func encodeHeaders(h map[string]string) (string, error) {
 	return string(b), nil
 }
 
+// checkLeased refuses to settle a delivery that carries no lease (lease
+// token zero, as from Peek): the statements match on (id, lease_token) and
+// would touch a message that nobody holds.
+func (q *SQLQueue) checkLeased(op string, d Delivery) error {
+	if d.LeaseToken == 0 {
+		return q.errorf(op+" "+d.MessageID, ErrNotLeased)
+	}
+	return nil
+}
+
 // newLeaseToken returns a random non-zero token; zero means "not leased".
 func newLeaseToken() int64 {
 	for {
@@ -549,8 +559,8 @@ func newLeaseToken() int64 {
 // AckTx removes a handled message inside the caller's transaction on this
 // queue's database: the ack takes effect only if the transaction commits.
 func (q *SQLQueue) AckTx(ctx context.Context, tx Execer, d Delivery) error {
-	if d.LeaseToken == 0 {
-		return q.errorf("ack "+d.MessageID, ErrNotLeased)
+	if err := q.checkLeased("ack", d); err != nil {
+		return err
 	}
 	q.store.ops.Add(1)
 	res, err := tx.ExecContext(ctx, q.store.db.Rebind(`DELETE FROM ferry_messages WHERE id = ? AND lease_token = ?`), d.ID, d.LeaseToken)
