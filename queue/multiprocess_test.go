@@ -22,6 +22,7 @@ const (
 	mpEnvRole = "FERRY_QUEUE_TEST_ROLE" // "consumer" in the child
 	mpEnvDSN  = "FERRY_QUEUE_TEST_DSN"
 	mpEnvOut  = "FERRY_QUEUE_TEST_OUT" // file of handled MessageIDs, one per line
+	mpEnvGo   = "FERRY_QUEUE_TEST_GO"  // file whose creation lets the consumers go on
 )
 
 const mpQueue = "shared"
@@ -30,18 +31,21 @@ const mpQueue = "shared"
 // TestMultiProcessSQLite starts by re-running the test binary. It receives
 // and acks messages until its stdin closes, writing each MessageID it acked
 // to the file named by FERRY_QUEUE_TEST_OUT; it creates OUT.ready once it is
-// receiving.
+// receiving. Its first non-empty batch it holds (leased, unacked) and marks
+// with OUT.got until the file named by FERRY_QUEUE_TEST_GO exists: the
+// parent lets both go only once each holds a batch, so each consumer's share
+// is certain instead of left to timing.
 func TestHelperProcess(t *testing.T) {
 	if os.Getenv(mpEnvRole) != "consumer" {
 		t.Skip("the consumer process of TestMultiProcessSQLite")
 	}
-	if err := mpConsume(os.Getenv(mpEnvDSN), os.Getenv(mpEnvOut)); err != nil {
+	if err := mpConsume(os.Getenv(mpEnvDSN), os.Getenv(mpEnvOut), os.Getenv(mpEnvGo)); err != nil {
 		fmt.Fprintln(os.Stderr, "consumer:", err)
 		os.Exit(3)
 	}
 }
 
-func mpConsume(dsn, outPath string) error {
+func mpConsume(dsn, outPath, goPath string) error {
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	go func() { // the parent closes our stdin to stop us
@@ -65,6 +69,7 @@ func mpConsume(dsn, outPath string) error {
 	if err := os.WriteFile(outPath+".ready", nil, 0o644); err != nil {
 		return err
 	}
+	held := false
 	for {
 		ds, err := q.ReceiveWait(ctx, 10, time.Minute)
 		if err != nil {
@@ -72,6 +77,12 @@ func mpConsume(dsn, outPath string) error {
 				break
 			}
 			return err
+		}
+		if !held && len(ds) > 0 {
+			held = true
+			if err := mpHold(ctx, outPath+".got", goPath); err != nil {
+				return err
+			}
 		}
 		if err := q.Ack(context.Background(), ds...); err != nil {
 			return err
@@ -89,6 +100,26 @@ func mpConsume(dsn, outPath string) error {
 	return f.Close()
 }
 
+// mpHold marks that this consumer holds a batch and waits for the parent's
+// go file.
+func mpHold(ctx context.Context, gotPath, goPath string) error {
+	if err := os.WriteFile(gotPath, nil, 0o644); err != nil {
+		return err
+	}
+	t := time.NewTicker(5 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := os.Stat(goPath); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stopped while waiting for %s", goPath)
+		case <-t.C:
+		}
+	}
+}
+
 type mpChild struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
@@ -98,7 +129,8 @@ type mpChild struct {
 }
 
 // TestMultiProcessSQLite runs two consumer processes on one SQLite file:
-// together they must handle every message exactly once.
+// together they must handle every message exactly once, and each must have
+// handled some (each holds its first batch until both have one).
 func TestMultiProcessSQLite(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -116,11 +148,12 @@ func TestMultiProcessSQLite(t *testing.T) {
 	}
 
 	dir := t.TempDir()
+	goPath := filepath.Join(dir, "go")
 	children := make([]*mpChild, 2)
 	for i := range children {
 		c := &mpChild{out: filepath.Join(dir, fmt.Sprintf("consumer-%d.txt", i)), done: make(chan error, 1)}
 		c.cmd = exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
-		c.cmd.Env = append(os.Environ(), mpEnvRole+"=consumer", mpEnvDSN+"="+dsn, mpEnvOut+"="+c.out)
+		c.cmd.Env = append(os.Environ(), mpEnvRole+"=consumer", mpEnvDSN+"="+dsn, mpEnvOut+"="+c.out, mpEnvGo+"="+goPath)
 		c.cmd.Stdout = &c.output
 		c.cmd.Stderr = &c.output
 		if c.stdin, err = c.cmd.StdinPipe(); err != nil {
@@ -169,6 +202,18 @@ func TestMultiProcessSQLite(t *testing.T) {
 		if err := q.Enqueue(ctx, batch...); err != nil {
 			t.Fatalf("Enqueue: %v", err)
 		}
+	}
+	mpWait(t, "each consumer to hold a batch", func() bool {
+		exited()
+		for _, c := range children {
+			if _, err := os.Stat(c.out + ".got"); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	if err := os.WriteFile(goPath, nil, 0o644); err != nil {
+		t.Fatal(err)
 	}
 	mpWait(t, "the consumers to drain the queue", func() bool {
 		exited()
