@@ -34,6 +34,9 @@ worker; any other endpoint handles its inbox itself. {id} in a queue URI is
 replaced by --id, which is then required.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if stopTimeout < 0 {
+				return usagef("run: --stop-timeout %s is negative: want 0 (release in-flight messages at once) or more", stopTimeout)
+			}
 			return a.run(cmd.Context(), args[0], id, stopTimeout)
 		},
 	}
@@ -64,6 +67,9 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 		id = name
 	}
 	log = log.With("config", name)
+	for _, w := range cfg.WarningsFor(name) {
+		log.Warn("doubtful configuration", "file", cfg.File(), "key", w.Key, "problem", w.Msg)
+	}
 	// Until here nothing needs stopping: a signal ends the process as usual.
 	ctx, release := onStopSignals(ctx, log)
 	defer release()
@@ -84,6 +90,7 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 			DistributeSendCount: ep.Inbox.DistributeSendCount,
 			ControlInbox:        *ep.ControlInbox,
 			ReclaimAfter:        ep.ReclaimAfter,
+			LockTTL:             ep.LockTTL,
 			Logger:              log,
 		}, mux)
 		if err != nil {

@@ -33,6 +33,9 @@ func (a *app) sendCmd() *cobra.Command {
 			if count < 1 {
 				return usagef("send: --count must be at least 1, got %d", count)
 			}
+			if delay < 0 {
+				return usagef("send: --delay %s is negative: want 0 (at once) or a wait such as 30s", delay)
+			}
 			data := []byte(body)
 			if strings.HasPrefix(body, "@") {
 				var err error

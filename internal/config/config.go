@@ -44,7 +44,8 @@ type Config struct {
 	// Log sets the log level and format.
 	Log Log `koanf:"log"`
 
-	file string // the file Load read, for errors found later
+	file  string          // the file Load read, for errors found later
+	given map[string]bool // key paths the file or environment set (not null)
 }
 
 // Log configures logging.
@@ -67,6 +68,9 @@ type Endpoint struct {
 	// ReclaimAfter (distributors): how long a worker may be silent before its
 	// queue is returned to the inbox. Default 60s.
 	ReclaimAfter time.Duration `koanf:"reclaimAfter"`
+	// LockTTL (distributors): how long the lock on the control inbox lasts
+	// unrenewed, bounding a standby's takeover. Default 15s.
+	LockTTL time.Duration `koanf:"lockTTL"`
 }
 
 // Inbox is an inbox with the distributor's settings.
@@ -76,6 +80,9 @@ type Inbox struct {
 	Distribute bool `koanf:"distribute"`
 	// DistributeSendCount: messages moved per worker availability. Default 5.
 	DistributeSendCount int `koanf:"distributeSendCount"`
+	// Shared true: other endpoints of the file consume this work queue too,
+	// on purpose (no warning at start).
+	Shared bool `koanf:"shared"`
 }
 
 // Worker makes an endpoint a worker of a distributor.
@@ -139,6 +146,9 @@ func Load(path string, env []string) (*Config, error) {
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return nil, &Error{File: path, Msg: fmt.Sprintf("not valid JSON: %v", err)}
 	}
+	if err := checkDuplicateKeys(b); err != nil {
+		return nil, inFile(err, path)
+	}
 	cfg, err := parse(raw, env)
 	if err != nil {
 		return nil, inFile(err, path)
@@ -180,10 +190,16 @@ func Parse(data []byte, env []string) (*Config, error) {
 	if err := json.Unmarshal(data, &raw); err != nil {
 		return nil, &Error{Msg: fmt.Sprintf("not valid JSON: %v", err)}
 	}
+	if err := checkDuplicateKeys(data); err != nil {
+		return nil, err
+	}
 	return parse(raw, env)
 }
 
 func parse(raw map[string]any, env []string) (*Config, error) {
+	if raw == nil { // the file is "null"
+		raw = map[string]any{}
+	}
 	schema := reflect.TypeFor[Config]()
 	fromEnv, err := applyEnv(raw, schema, env)
 	if err != nil {
@@ -202,6 +218,8 @@ func parse(raw map[string]any, env []string) (*Config, error) {
 	if err := k.UnmarshalWithConf("", &cfg, koanf.UnmarshalConf{Tag: "koanf"}); err != nil {
 		return nil, &Error{Msg: err.Error()}
 	}
+	cfg.given = map[string]bool{}
+	givenKeys(raw, "", cfg.given)
 	if err := cfg.Validate(); err != nil {
 		return nil, blameEnv(err, fromEnv)
 	}
@@ -417,6 +435,9 @@ func suggest(k string, known map[string]reflect.Type) string {
 	for cand := range known {
 		if strings.EqualFold(cand, k) {
 			return cand
+		}
+		if n := len(k) - len(cand); n > bestD || -n > bestD {
+			continue // the distance is at least the difference in length
 		}
 		if d := distance(strings.ToLower(k), strings.ToLower(cand)); d < bestD || (d == bestD && cand < best) {
 			best, bestD = cand, d
@@ -645,6 +666,9 @@ func (c *Config) Validate() error {
 	default:
 		errs = append(errs, errorf("log.format", "%q: want text or json", c.Log.Format))
 	}
+	errs = append(errs, c.checkValues()...)
+	queueErrs, _ := c.checkQueues()
+	errs = append(errs, queueErrs...)
 	return inFile(errors.Join(errs...), c.file)
 }
 
@@ -681,6 +705,7 @@ func (c *Config) WithID(name, id string) (Endpoint, error) {
 	if !ok {
 		return Endpoint{}, inFile(errorf("endpoints", "no endpoint %q (configured: %s)", name, strings.Join(c.EndpointNames(), ", ")), c.file)
 	}
+	orig := ep
 	var errs []error
 	fill := func(key string, s *string) {
 		if !strings.Contains(*s, "{id}") {
@@ -714,6 +739,9 @@ func (c *Config) WithID(name, id string) (Endpoint, error) {
 		w := *ep.Worker
 		fill(key+".worker.distributorControlQueue", &w.DistributorControlQueue)
 		ep.Worker = &w
+	}
+	if len(errs) == 0 {
+		errs = c.checkFilled(name, orig, ep)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Endpoint{}, inFile(err, c.file)

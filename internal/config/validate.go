@@ -1,0 +1,455 @@
+package config
+
+// The checks of this file run with Validate: values out of range (a typo
+// of a few zeros is an error before anything starts, not gigabytes
+// allocated or a busy loop), values given explicitly that ferry would
+// otherwise replace by a default, duplicate keys in the file, and the
+// endpoints' queues checked against each other.
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ferrybus/ferry/bus"
+)
+
+// Bounds of the values the configuration accepts. They are far above any
+// sensible setting, and low enough that a mistyped value fails at once.
+const (
+	maxThreads              = 1024                // inbox.threads, controlInbox.threads
+	maxPrefetch             = 10_000              // inbox.prefetch
+	maxDistributeSendCount  = 10_000              // inbox.distributeSendCount
+	maxRetryAttempts        = 10_000              // retry.maxAttempts, retry.immediate
+	maxBackoffSteps         = 100                 // entries of retry.backoff
+	maxRetryDelay           = 30 * 24 * time.Hour // each retry.backoff entry, retry.exponential.initial and max
+	minInterval             = 100 * time.Millisecond
+	maxLease                = 24 * time.Hour
+	maxAvailabilityInterval = time.Hour
+	maxReclaimAfter         = 24 * time.Hour
+	maxLockTTL              = 10 * time.Minute
+	maxHTTPTimeout          = time.Hour
+)
+
+// Warning is a doubtful setting that does not stop ferry from running:
+// Key is the key path it concerns, Msg what is doubtful about it.
+type Warning struct {
+	Key string
+	Msg string
+}
+
+// String formats the warning as "KEY: MSG".
+func (w Warning) String() string { return w.Key + ": " + w.Msg }
+
+// givenKeys records in out every key path that raw sets to a value other
+// than null, lists' elements as PATH[i]: a key the file (or environment)
+// sets explicitly is told apart from one left out for its default.
+func givenKeys(raw any, path string, out map[string]bool) {
+	switch v := raw.(type) {
+	case nil:
+		return
+	case map[string]any:
+		for k, x := range v {
+			givenKeys(x, join(path, k), out)
+		}
+	case []any:
+		for i, x := range v {
+			givenKeys(x, fmt.Sprintf("%s[%d]", path, i), out)
+		}
+	}
+	if path != "" {
+		out[path] = true
+	}
+}
+
+// limits checks ranges, and refuses an explicit 0 where 0 would stand for
+// a default: "lease": "0s" is a mistake, not a request for 30s.
+type limits struct {
+	given map[string]bool
+	errs  []error
+}
+
+// count checks a whole number at key. Negative numbers are left to the
+// caller when neg is false (Validate already reports them).
+func (l *limits) count(key string, n, hi int, def string, neg bool) {
+	switch {
+	case n < 0 && neg:
+		l.errs = append(l.errs, errorf(key, "%d is negative", n))
+	case n == 0 && l.given[key]:
+		l.errs = append(l.errs, errorf(key, "0 is not allowed: want 1 to %d (leave the key out for the default, %s)", hi, def))
+	case n > hi:
+		l.errs = append(l.errs, errorf(key, "%d is too large: want at most %d", n, hi))
+	}
+}
+
+// duration checks a duration at key: lo ≤ d ≤ hi when set, and no explicit
+// 0 unless zeroOK.
+func (l *limits) duration(key string, d, lo, hi time.Duration, def string, zeroOK bool) {
+	switch {
+	case d < 0:
+		l.errs = append(l.errs, errorf(key, "%s is negative", d))
+	case d == 0 && l.given[key] && !zeroOK:
+		l.errs = append(l.errs, errorf(key, "0 is not allowed: want %s to %s (leave the key out for the default, %s)", lo, hi, def))
+	case d != 0 && d < lo:
+		l.errs = append(l.errs, errorf(key, "%s is too short: want at least %s", d, lo))
+	case d > hi:
+		l.errs = append(l.errs, errorf(key, "%s is too long: want at most %s", d, hi))
+	}
+}
+
+// inbox checks an inbox's numbers and its retry policies.
+func (l *limits) inbox(key string, in *bus.InboxConfig) {
+	l.count(key+".threads", in.Threads, maxThreads, "4", false)
+	switch p := in.Prefetch; {
+	case p < -1:
+		l.errs = append(l.errs, errorf(key+".prefetch", "%d: want -1 (off) or 1 to %d", p, maxPrefetch))
+	case p == 0 && l.given[key+".prefetch"]:
+		l.errs = append(l.errs, errorf(key+".prefetch", "0 is not allowed: use -1 to turn prefetching off, or leave the key out for as many as threads"))
+	case p > maxPrefetch:
+		l.errs = append(l.errs, errorf(key+".prefetch", "%d is too large: want at most %d", p, maxPrefetch))
+	}
+	l.duration(key+".lease", in.Lease, minInterval, maxLease, "30s", false)
+	if in.Retry != nil {
+		l.retry(key+".retry", in.Retry)
+	}
+	for i, r := range in.Rules {
+		if r.Retry != nil {
+			l.retry(fmt.Sprintf("%s.rules[%d].retry", key, i), r.Retry)
+		}
+	}
+}
+
+// retry checks a retry policy's bounds (bus.RetryPolicy.Validate checks the
+// rest when the endpoint is built).
+func (l *limits) retry(key string, p *bus.RetryPolicy) {
+	l.count(key+".maxAttempts", p.MaxAttempts, maxRetryAttempts, "5", true)
+	if p.Immediate > maxRetryAttempts {
+		l.errs = append(l.errs, errorf(key+".immediate", "%d is too large: want at most %d", p.Immediate, maxRetryAttempts))
+	} else if p.Immediate < 0 {
+		l.errs = append(l.errs, errorf(key+".immediate", "%d is negative", p.Immediate))
+	}
+	if len(p.Backoff) > maxBackoffSteps {
+		l.errs = append(l.errs, errorf(key+".backoff", "%d entries: want at most %d (the last one repeats)", len(p.Backoff), maxBackoffSteps))
+	}
+	for i, d := range p.Backoff {
+		// 0 is a retry at once: not a default, so allowed.
+		l.duration(fmt.Sprintf("%s.backoff[%d]", key, i), d, 0, maxRetryDelay, "", true)
+	}
+	if x := p.Exponential; x != nil {
+		l.duration(key+".exponential.initial", x.Initial, time.Millisecond, maxRetryDelay, "1s", false)
+		l.duration(key+".exponential.max", x.Max, time.Millisecond, maxRetryDelay, "1h", false)
+		if x.Factor == 0 && l.given[key+".exponential.factor"] {
+			l.errs = append(l.errs, errorf(key+".exponential.factor", "0 is not allowed: want 1 or more (leave the key out for the default, 2)"))
+		}
+	}
+}
+
+// checkValues checks the ranges of every number and duration of c.
+func (c *Config) checkValues() []error {
+	l := &limits{given: c.given}
+	for _, name := range sortedKeys(c.Endpoints) {
+		ep := c.Endpoints[name]
+		key := "endpoints." + name
+		if ep.Inbox != nil {
+			l.inbox(key+".inbox", &ep.Inbox.InboxConfig)
+			l.count(key+".inbox.distributeSendCount", ep.Inbox.DistributeSendCount, maxDistributeSendCount, "5", false)
+		}
+		if ep.ControlInbox != nil {
+			l.inbox(key+".controlInbox", ep.ControlInbox)
+		}
+		l.duration(key+".reclaimAfter", ep.ReclaimAfter, minInterval, maxReclaimAfter, "60s", false)
+		l.duration(key+".lockTTL", ep.LockTTL, minInterval, maxLockTTL, "15s", false)
+		if ep.ControlInbox == nil {
+			for _, k := range []string{"reclaimAfter", "lockTTL"} {
+				if c.given[key+"."+k] {
+					l.errs = append(l.errs, errorf(key+"."+k, "only for a distributor (an endpoint with a controlInbox)"))
+				}
+			}
+		}
+		if ep.Worker != nil {
+			l.duration(key+".worker.availabilityInterval", ep.Worker.AvailabilityInterval, minInterval, maxAvailabilityInterval, "15s", false)
+		}
+		for i, h := range ep.Handlers {
+			if h.HTTP != nil {
+				l.duration(fmt.Sprintf("%s.handlers[%d].http.timeout", key, i), h.HTTP.Timeout, time.Millisecond, maxHTTPTimeout, "10s", false)
+			}
+		}
+	}
+	return l.errs
+}
+
+// checkDuplicateKeys fails on an object of data that sets one key twice:
+// decoding would silently keep the last. data must be valid JSON (checked
+// by the caller), which bounds the nesting that the walk follows.
+func checkDuplicateKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.UseNumber()
+	// One frame per open object or list: the keys seen (objects only), the
+	// path, the next list index.
+	type frame struct {
+		keys  map[string]bool // nil for a list
+		path  string
+		index int
+		key   string // the object key whose value comes next
+		atKey bool   // an object expecting a key
+	}
+	var stack []*frame
+	// pathOfValue is the path of the value about to be read in the top frame.
+	pathOfValue := func() string {
+		if len(stack) == 0 {
+			return ""
+		}
+		f := stack[len(stack)-1]
+		if f.keys == nil {
+			p := fmt.Sprintf("%s[%d]", f.path, f.index)
+			f.index++
+			return p
+		}
+		f.atKey = true
+		return join(f.path, f.key)
+	}
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return &Error{Msg: fmt.Sprintf("not valid JSON: %v", err)}
+		}
+		if len(stack) > 0 {
+			if f := stack[len(stack)-1]; f.keys != nil && f.atKey {
+				if d, ok := tok.(json.Delim); ok && d == '}' {
+					stack = stack[:len(stack)-1]
+					continue
+				}
+				k, _ := tok.(string)
+				p := join(f.path, k)
+				if f.keys[k] {
+					return errorf(p, "duplicate key: set twice in one object (only one may stay)")
+				}
+				f.keys[k] = true
+				f.key, f.atKey = k, false
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]bool{}, path: pathOfValue(), atKey: true})
+		case json.Delim('['):
+			stack = append(stack, &frame{path: pathOfValue()})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		default:
+			pathOfValue()
+		}
+	}
+}
+
+// queueID identifies a queue URI across spellings of one connection: two
+// connection names with the same DSN are the same database.
+func (c *Config) queueID(u string) string {
+	conn, name, ok := strings.Cut(strings.TrimPrefix(u, "sql://"), "/")
+	if !ok {
+		return u
+	}
+	if dsn, ok := c.Connections[conn]; ok {
+		conn = dsn
+	}
+	return conn + "\x00" + name
+}
+
+// distQueues are the distributors' queues: by queue identity, the
+// distributor and the key of the queue.
+type distQueues struct {
+	inbox, control map[string][2]string // queueID → {endpoint, key}
+}
+
+func (c *Config) distributorQueues() distQueues {
+	d := distQueues{inbox: map[string][2]string{}, control: map[string][2]string{}}
+	for _, name := range sortedKeys(c.Endpoints) {
+		ep := c.Endpoints[name]
+		if ep.ControlInbox == nil {
+			continue
+		}
+		key := "endpoints." + name
+		if u := ep.ControlInbox.WorkQueue; u != "" && !strings.Contains(u, "{id}") {
+			if _, ok := d.control[c.queueID(u)]; !ok {
+				d.control[c.queueID(u)] = [2]string{name, key + ".controlInbox.workQueue"}
+			}
+		}
+		if ep.Inbox != nil {
+			if u := ep.Inbox.WorkQueue; u != "" && !strings.Contains(u, "{id}") {
+				if _, ok := d.inbox[c.queueID(u)]; !ok {
+					d.inbox[c.queueID(u)] = [2]string{name, key + ".inbox.workQueue"}
+				}
+			}
+		}
+	}
+	return d
+}
+
+// consumeErr is the error, if any, of the endpoint name consuming the
+// queue u at key as its inbox: a distributor's control queue is for
+// distributors only (two distributors on one are active and standby), and
+// its inbox for distributors only (distributing it to two pools of workers
+// is doubtful, a warning).
+func (d distQueues) consumeErr(c *Config, name, key, u string, distributor bool) error {
+	id := c.queueID(u)
+	if o, ok := d.control[id]; ok && o[0] != name {
+		return errorf(key, "%q is the control queue of distributor %q (%s): the workers' announcements would be taken here as messages; give this endpoint its own work queue", u, o[0], o[1])
+	}
+	if distributor {
+		return nil
+	}
+	if o, ok := d.inbox[id]; ok && o[0] != name {
+		return errorf(key, "%q is the inbox of distributor %q (%s): this endpoint would take messages out of distribution; give it its own work queue (workers receive from the queue the distributor moves messages to)", u, o[0], o[1])
+	}
+	return nil
+}
+
+// checkQueues cross-checks the endpoints' queues: what cannot work is an
+// error, what is doubtful a warning.
+func (c *Config) checkQueues() (errs []error, warns []Warning) {
+	d := c.distributorQueues()
+	type use struct{ name, key string }
+	consumers := map[string][]use{} // queueID of an inbox work queue → its endpoints
+	shared := map[string]bool{}     // endpoint name → inbox.shared
+	pairs := map[string]bool{}      // a distributor's inbox and control queue: its standby's are the same
+	for _, name := range sortedKeys(c.Endpoints) {
+		ep := c.Endpoints[name]
+		key := "endpoints." + name
+		isDist := ep.ControlInbox != nil
+		if isDist && ep.ControlInbox.WorkQueue != "" && !strings.Contains(ep.ControlInbox.WorkQueue, "{id}") {
+			if o, ok := d.inbox[c.queueID(ep.ControlInbox.WorkQueue)]; ok && o[0] != name {
+				errs = append(errs, errorf(key+".controlInbox.workQueue", "%q is the inbox of distributor %q (%s): its messages would be taken here as announcements", ep.ControlInbox.WorkQueue, o[0], o[1]))
+			}
+		}
+		if ep.Inbox != nil && ep.Inbox.WorkQueue != "" {
+			u := ep.Inbox.WorkQueue
+			if !strings.Contains(u, "{id}") {
+				id := c.queueID(u)
+				standby := false
+				if isDist {
+					pair := id + "\x00" + c.queueID(ep.ControlInbox.WorkQueue)
+					standby, pairs[pair] = pairs[pair], true
+				}
+				if err := d.consumeErr(c, name, key+".inbox.workQueue", u, isDist); err != nil {
+					errs = append(errs, err)
+				} else if !standby {
+					consumers[id] = append(consumers[id], use{name, key + ".inbox.workQueue"})
+					shared[name] = ep.Inbox.Shared
+				}
+			}
+		}
+		if ep.Worker == nil || ep.Worker.DistributorControlQueue == "" {
+			continue
+		}
+		cq := ep.Worker.DistributorControlQueue
+		cqKey := key + ".worker.distributorControlQueue"
+		if ep.Inbox != nil && c.queueID(cq) == c.queueID(ep.Inbox.WorkQueue) {
+			errs = append(errs, errorf(key+".inbox.workQueue", "%q is also this worker's distributorControlQueue: it would receive its own announcements as messages", ep.Inbox.WorkQueue))
+			continue
+		}
+		if strings.Contains(cq, "{id}") {
+			continue
+		}
+		id := c.queueID(cq)
+		if o, ok := d.inbox[id]; ok {
+			if _, alsoControl := d.control[id]; !alsoControl {
+				errs = append(errs, errorf(cqKey, "%q is the inbox of distributor %q (%s), not its control queue (%s.controlInbox.workQueue): announcements sent there would be distributed as messages", cq, o[0], o[1], "endpoints."+o[0]))
+				continue
+			}
+		}
+		o, ok := d.control[id]
+		if !ok {
+			warns = append(warns, Warning{Key: cqKey, Msg: fmt.Sprintf("%q is the control queue of no distributor in this file: the worker receives messages only if a distributor configured elsewhere serves it", cq)})
+			continue
+		}
+		// A busy worker's heartbeats come every availabilityInterval; a
+		// distributor that gives up on workers sooner returns live queues.
+		dist := c.Endpoints[o[0]]
+		reclaim, every := dist.ReclaimAfter, ep.Worker.AvailabilityInterval
+		if reclaim <= 0 {
+			reclaim = 60 * time.Second
+		}
+		if every <= 0 {
+			every = 15 * time.Second
+		}
+		if reclaim <= every {
+			msg := fmt.Sprintf("%s is not longer than the availabilityInterval %s of worker %q: the distributor would return the queue of a busy live worker between two of its heartbeats", reclaim, every, name)
+			warns = append(warns,
+				Warning{Key: "endpoints." + o[0] + ".reclaimAfter", Msg: msg},
+				Warning{Key: key + ".worker.availabilityInterval", Msg: fmt.Sprintf("%s is not shorter than the reclaimAfter %s of distributor %q: the distributor would return this worker's queue while it is busy and alive", every, reclaim, o[0])})
+		}
+	}
+	ids := make([]string, 0, len(consumers))
+	for id := range consumers {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		us := consumers[id]
+		if len(us) < 2 {
+			continue
+		}
+		all := true
+		for _, u := range us {
+			all = all && shared[u.name]
+		}
+		if all {
+			continue
+		}
+		for _, u := range us {
+			var others []string
+			for _, o := range us {
+				if o.name != u.name {
+					others = append(others, fmt.Sprintf("%q", o.name))
+				}
+			}
+			warns = append(warns, Warning{Key: u.key, Msg: fmt.Sprintf("endpoints %s consume this work queue too: each message goes to only one of them; set inbox.shared: true on all of them if that is intended", strings.Join(others, ", "))})
+		}
+	}
+	return errs, warns
+}
+
+// Warnings lists the doubtful settings of the configuration (a control
+// queue no distributor of the file serves, endpoints sharing a work
+// queue…): ferry runs with them, and logs them at start.
+func (c *Config) Warnings() []Warning {
+	_, w := c.checkQueues()
+	return w
+}
+
+// WarningsFor lists the warnings about the endpoint name: those `ferry run
+// NAME` logs.
+func (c *Config) WarningsFor(name string) []Warning {
+	var out []Warning
+	prefix := "endpoints." + name + "."
+	for _, w := range c.Warnings() {
+		if strings.HasPrefix(w.Key, prefix) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// checkFilled checks the endpoint name once WithID has filled {id} in its
+// queues: an id can make a worker's queue a distributor's.
+func (c *Config) checkFilled(name string, orig, ep Endpoint) []error {
+	if ep.Inbox == nil || orig.Inbox == nil || !strings.Contains(orig.Inbox.WorkQueue, "{id}") || ep.ControlInbox != nil {
+		return nil
+	}
+	key := "endpoints." + name + ".inbox.workQueue"
+	var errs []error
+	if err := c.distributorQueues().consumeErr(c, name, key, ep.Inbox.WorkQueue, false); err != nil {
+		errs = append(errs, err)
+	}
+	if ep.Worker != nil && c.queueID(ep.Worker.DistributorControlQueue) == c.queueID(ep.Inbox.WorkQueue) {
+		errs = append(errs, errorf(key, "%q is also this worker's distributorControlQueue: it would receive its own announcements as messages", ep.Inbox.WorkQueue))
+	}
+	return errs
+}
