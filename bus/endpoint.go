@@ -88,6 +88,11 @@ type Config struct {
 	Serializer Serializer
 	// Logger receives the endpoint's events. Default slog.Default().
 	Logger *slog.Logger
+	// MaxSendBodyBytes is the largest body the endpoint sends (Send,
+	// Publish, Reply, their Tx forms, SendBatch): a larger one is refused
+	// with ErrBodyTooLarge before anything is stored. Default
+	// DefaultMaxSendBodyBytes; negative is an error.
+	MaxSendBodyBytes int
 }
 
 // Stats counts what an endpoint's inbox did since it started.
@@ -183,6 +188,12 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 	e.log = e.log.With("endpoint", cfg.Name)
 	if err := validateRoutes(cfg.Routes); err != nil {
 		return nil, fmt.Errorf("bus: endpoint %q: %w", cfg.Name, err)
+	}
+	if e.cfg.MaxSendBodyBytes < 0 {
+		return nil, fmt.Errorf("bus: endpoint %q: maxSendBodyBytes: %d is negative", cfg.Name, cfg.MaxSendBodyBytes)
+	}
+	if e.cfg.MaxSendBodyBytes == 0 {
+		e.cfg.MaxSendBodyBytes = DefaultMaxSendBodyBytes
 	}
 	subConn := cfg.SubscriptionConnection
 	if in := cfg.Inbox; in != nil {

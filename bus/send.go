@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -11,6 +12,16 @@ import (
 
 	"github.com/ferrybus/ferry/queue"
 )
+
+// DefaultMaxSendBodyBytes is the send limit on body size when
+// Config.MaxSendBodyBytes is zero: 4 MiB. Queue rows are read whole, into
+// memory, by every receive; bigger payloads belong in a blob store, the
+// message carrying a reference.
+const DefaultMaxSendBodyBytes = 4 << 20
+
+// ErrBodyTooLarge is returned by Send, Publish, Reply and the rest for a
+// body over the endpoint's MaxSendBodyBytes; nothing is stored.
+var ErrBodyTooLarge = errors.New("body over the send limit")
 
 // SendOption adjusts one sent, published or replied message.
 type SendOption func(*sendOptions)
@@ -350,6 +361,18 @@ func (e *Endpoint) prepare(ctx context.Context, kind sendKind, parent *Envelope,
 	}
 	if err != nil {
 		return nil, err
+	}
+	if max := e.cfg.MaxSendBodyBytes; len(env.Body) > max {
+		uris := make([]string, len(dests))
+		for i, d := range dests {
+			uris[i] = d.URI()
+		}
+		to := strings.Join(uris, ", ")
+		if to == "" {
+			to = "no subscriber"
+		}
+		return nil, fmt.Errorf("bus: message %s of type %q to %s: %w: %d bytes, limit %d (maxSendBodyBytes)",
+			env.ID, env.Type, to, ErrBodyTooLarge, len(env.Body), max)
 	}
 	out := make([]outgoing, len(dests))
 	for i, d := range dests {

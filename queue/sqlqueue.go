@@ -109,6 +109,9 @@ func (q *SQLQueue) enqueue(ctx context.Context, ex Execer, msgs []Message) (bool
 		if m.MessageID == "" {
 			return false, q.errorf("enqueue", fmt.Errorf("message %d of %d has no MessageID", i+1, len(msgs)))
 		}
+		if err := CheckPriority(m.Priority); err != nil {
+			return false, q.errorf("enqueue "+m.MessageID, err)
+		}
 		h, err := encodeHeaders(m.Headers)
 		if err != nil {
 			return false, q.errorf("enqueue "+m.MessageID, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/internal/config"
+	"github.com/ferrybus/ferry/internal/logging"
 	"github.com/ferrybus/ferry/queue"
 	"github.com/spf13/cobra"
 )
@@ -147,22 +148,7 @@ func (a *app) errorsCmd() *cobra.Command {
 				}
 				return json.NewEncoder(a.stdout).Encode(page)
 			}
-			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ROW\tMESSAGE ID\tTYPE\tSOURCE\tKIND\tFAILURES\tERROR")
-			for _, m := range page.Messages {
-				e := m.Error
-				if len(e) > 70 {
-					e = e[:67] + "..."
-				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", m.Row, m.ID, m.Type, m.SourceQueue, m.Kind, m.Failures, e)
-			}
-			if err := tw.Flush(); err != nil {
-				return err
-			}
-			if page.Next != 0 {
-				fmt.Fprintf(a.stdout, "(more: --after %d)\n", page.Next)
-			}
-			return nil
+			return printFailedList(a, page)
 		},
 	}
 	lf.register(ls)
@@ -270,29 +256,63 @@ func (a *app) errorsCmd() *cobra.Command {
 	return cmd
 }
 
-// printFailed prints one failed message for a person.
+// printFailedList prints a page of failed messages for a person. Every
+// text is escaped (logging.Escape): error texts come from remote targets,
+// and types, ids and queues from whoever wrote the row.
+func printFailedList(a *app, page bus.ListPage) error {
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ROW\tMESSAGE ID\tTYPE\tSOURCE\tKIND\tFAILURES\tERROR")
+	for _, m := range page.Messages {
+		e := []rune(logging.Escape(m.Error))
+		if len(e) > 70 {
+			e = append(e[:67], []rune("...")...)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%d\t%s\n", m.Row, logging.Escape(m.ID), logging.Escape(m.Type),
+			logging.Escape(m.SourceQueue), logging.Escape(m.Kind), m.Failures, string(e))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if page.Next != 0 {
+		fmt.Fprintf(a.stdout, "(more: --after %d)\n", page.Next)
+	}
+	return nil
+}
+
+// printFailed prints one failed message for a person, every text escaped
+// (see printFailedList); a stack keeps its lines, each escaped.
 func printFailed(a *app, m *bus.FailedMessage) error {
 	w := a.stdout
+	q := logging.Escape
 	e := m.Envelope
-	fmt.Fprintf(w, "message   %s\ntype      %s\nsource    %s\nerror     %s\n", m.ID, m.Type, m.SourceQueue, m.Error)
+	fmt.Fprintf(w, "message   %s\ntype      %s\nsource    %s\nerror     %s\n", q(m.ID), q(m.Type), q(m.SourceQueue), q(m.Error))
 	if e != nil {
-		fmt.Fprintf(w, "sent      %s\ncorrelation %s\n", e.SentAt.Format(time.RFC3339Nano), e.CorrelationID)
+		fmt.Fprintf(w, "sent      %s\ncorrelation %s\n", e.SentAt.Format(time.RFC3339Nano), q(e.CorrelationID))
 		if len(e.Headers) > 0 {
-			fmt.Fprintf(w, "headers   %v\n", e.Headers)
+			keys := make([]string, 0, len(e.Headers))
+			for k := range e.Headers {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			pairs := make([]string, len(keys))
+			for i, k := range keys {
+				pairs[i] = q(k) + ":" + q(e.Headers[k])
+			}
+			fmt.Fprintf(w, "headers   map[%s]\n", strings.Join(pairs, " "))
 		}
-		fmt.Fprintf(w, "body      %s\n", e.Body)
+		fmt.Fprintf(w, "body      %s\n", q(string(e.Body)))
 		fmt.Fprintf(w, "failures  %d\n", len(e.Failures))
 		for i, f := range e.Failures {
-			fmt.Fprintf(w, "  %d. %s  %s  [%s]  %s\n", i+1, f.At.Format(time.RFC3339Nano), f.Endpoint, f.Kind, f.Error)
+			fmt.Fprintf(w, "  %d. %s  %s  [%s]  %s\n", i+1, f.At.Format(time.RFC3339Nano), q(f.Endpoint), q(f.Kind), q(f.Error))
 			if f.Stack != "" {
 				for _, line := range strings.Split(strings.TrimSpace(f.Stack), "\n") {
-					fmt.Fprintf(w, "       %s\n", line)
+					fmt.Fprintf(w, "       %s\n", q(line))
 				}
 			}
 		}
 	}
 	if m.HeaderErrors != "" {
-		fmt.Fprintf(w, "header errors: %s\n", m.HeaderErrors)
+		fmt.Fprintf(w, "header errors: %s\n", q(m.HeaderErrors))
 	}
 	return nil
 }

@@ -42,11 +42,14 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 func exitCode(err error) int {
 	var ue usageError
 	var ce *config.Error
+	var ec interface{ ExitCode() int }
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &ue), errors.As(err, &ce):
 		return 2
+	case errors.As(err, &ec): // a command stopped by a signal: 128+signal
+		return ec.ExitCode()
 	}
 	return 1
 }

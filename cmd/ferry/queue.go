@@ -7,6 +7,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ferrybus/ferry/internal/logging"
 	"github.com/ferrybus/ferry/queue"
 	"github.com/spf13/cobra"
 )
@@ -112,11 +113,12 @@ func (a *app) queueCmd() *cobra.Command {
 						state = "in flight"
 					}
 				}
-				body := string(d.Body)
+				// Escaped: bodies and ids come from whoever sent the message.
+				body := []rune(logging.Escape(string(d.Body)))
 				if len(body) > 60 {
-					body = body[:57] + "..."
+					body = append(body[:57], []rune("...")...)
 				}
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", d.ID, d.MessageID, d.Type, d.Attempts, state, body)
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", d.ID, logging.Escape(d.MessageID), logging.Escape(d.Type), d.Attempts, state, string(body))
 			}
 			return tw.Flush()
 		},

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/signal"
 	"strconv"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
@@ -63,6 +66,9 @@ func (a *app) sendCmd() *cobra.Command {
 				}
 				opts = append(opts, bus.WithHeader(k, v))
 			}
+			if err := queue.CheckPriority(priority); err != nil {
+				return usagef("send: --priority %d: out of range: want %d to %d (the same on both stores)", priority, queue.MinPriority, queue.MaxPriority)
+			}
 			if priority != 0 {
 				opts = append(opts, bus.WithPriority(priority))
 			}
@@ -95,29 +101,92 @@ func (a *app) send(ctx context.Context, typ, to string, data []byte, count int, 
 	}
 	defer conns.Close()
 	const name = "ferry-cli"
-	ep, err := bus.New(ctx, conns, bus.Config{Name: name, Routes: cfg.Routes, Logger: log}, nil)
+	ep, err := bus.New(ctx, conns, bus.Config{Name: name, Routes: cfg.Routes, Logger: log, MaxSendBodyBytes: cfg.SendBodyLimit()}, nil)
 	if err != nil {
 		return configErr(cfg, name, err)
 	}
 	raw := bus.Raw{Type: typ, ContentType: "application/json", Body: data}
 	start := time.Now()
+	// The first SIGINT or SIGTERM stops between batches: the batch under way
+	// is committed or not as one, so that the count printed is exact. A
+	// second one exits at once, with what is known.
+	var committed atomic.Int64
+	var stopSig atomic.Value // the os.Signal that stopped the loop
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	stopCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case sig := <-sigs:
+			stopSig.Store(sig)
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-sigs:
+			fmt.Fprintf(a.stderr, "ferry: send: second signal: exiting; %d of %d message(s) committed, the batch under way may or may not be\n", committed.Load(), count)
+			os.Exit(signalExitCode(sig))
+		case <-done:
+		}
+	}()
 	const batch = 1000
-	for sent := 0; sent < count; {
-		n := min(batch, count-sent)
+	for committed.Load() < int64(count) && stopCtx.Err() == nil {
+		n := min(batch, count-int(committed.Load()))
 		bodies := make([]any, n)
 		for i := range bodies {
 			bodies[i] = raw
 		}
-		if err := ep.SendBatch(ctx, bodies, opts...); err != nil {
+		if err := ep.SendBatch(context.WithoutCancel(ctx), bodies, opts...); err != nil {
+			if c := committed.Load(); c > 0 {
+				fmt.Fprintf(a.stderr, "ferry: send: %d of %d message(s) committed before the error\n", c, count)
+			}
 			return sendErr(err, cfg.File(), typ, to)
 		}
-		sent += n
+		committed.Add(int64(n))
+	}
+	sent := int(committed.Load())
+	if sent < count {
+		sig, _ := stopSig.Load().(os.Signal)
+		if a.jsonOut {
+			_ = json.NewEncoder(a.stdout).Encode(map[string]any{"sent": sent, "requested": count, "interrupted": true, "type": typ, "seconds": time.Since(start).Seconds()})
+		} else {
+			fmt.Fprintf(a.stdout, "sent %d of %d message(s) of type %s in %s: interrupted\n", sent, count, typ, time.Since(start).Round(time.Millisecond))
+		}
+		return interruptedError{sig: sig, sent: sent, count: count}
 	}
 	if a.jsonOut {
 		return json.NewEncoder(a.stdout).Encode(map[string]any{"sent": count, "type": typ, "seconds": time.Since(start).Seconds()})
 	}
 	fmt.Fprintf(a.stdout, "sent %d message(s) of type %s in %s\n", count, typ, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// interruptedError ends a send stopped by a signal: it exits with
+// 128+signal, as a shell reports a process the signal ended.
+type interruptedError struct {
+	sig         os.Signal
+	sent, count int
+}
+
+func (e interruptedError) Error() string {
+	what := "a signal"
+	if e.sig != nil {
+		what = e.sig.String()
+	}
+	return fmt.Sprintf("send: interrupted by %s: %d of %d message(s) committed", what, e.sent, e.count)
+}
+
+// ExitCode is 128+signal: 130 for SIGINT, 143 for SIGTERM.
+func (e interruptedError) ExitCode() int {
+	if e.sig == nil {
+		return 130
+	}
+	return signalExitCode(e.sig)
 }
 
 // sendErr classifies send failures: routing (of --type by the routes of
@@ -135,6 +204,8 @@ func sendErr(err error, file, typ, to string) error {
 		return sendFlagErr("--to", to, err)
 	case errors.Is(err, queue.ErrInvalidURI) || errors.Is(err, queue.ErrUnknownConnection):
 		return usageError{err}
+	case errors.Is(err, bus.ErrBodyTooLarge):
+		return usagef("send: --body: %s", strings.TrimPrefix(err.Error(), "bus: "))
 	}
 	return err
 }

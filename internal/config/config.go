@@ -37,6 +37,9 @@ type Config struct {
 	// NoPrepare sends every statement unprepared (for PostgreSQL behind a
 	// pooler in transaction mode, such as PgBouncer).
 	NoPrepare bool `koanf:"noPrepare"`
+	// MaxSendBodyBytes is the largest body `ferry send` sends. Default
+	// bus.DefaultMaxSendBodyBytes (4 MiB); at most MaxSendBodyLimit.
+	MaxSendBodyBytes *int `koanf:"maxSendBodyBytes"`
 	// Endpoints by name, as `ferry run NAME` starts them.
 	Endpoints map[string]Endpoint `koanf:"endpoints"`
 	// Routes send message types to queues.
@@ -656,6 +659,7 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, c.checkSendLimits()...)
 	switch c.Log.Level {
 	case "", "debug", "info", "warn", "error":
 	default:

@@ -28,7 +28,12 @@ func New(w io.Writer, level, format string) (*slog.Logger, error) {
 	default:
 		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
 	}
-	term := isTerminal(w)
+	return newLogger(w, lv, format, isTerminal(w))
+}
+
+// newLogger is New for a level and format already checked; term says
+// whether w is a terminal (text in colour, and the default format).
+func newLogger(w io.Writer, lv slog.Level, format string, term bool) (*slog.Logger, error) {
 	switch format {
 	case "":
 		if !term {
@@ -41,9 +46,9 @@ func New(w io.Writer, level, format string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("log format %q: want text or json", format)
 	}
 	if format == "json" {
-		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})), nil
+		return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv, ReplaceAttr: escapeAttr})), nil
 	}
-	return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: !term})), nil
+	return slog.New(tint.NewHandler(w, &tint.Options{Level: lv, TimeFormat: time.TimeOnly, NoColor: !term, ReplaceAttr: escapeAttr})), nil
 }
 
 func isTerminal(w io.Writer) bool {
