@@ -131,14 +131,17 @@ type Endpoint struct {
 	started   bool
 	stopped   bool
 	recvStop  context.CancelFunc    // stops receiving
+	beatStop  context.CancelFunc    // stops the heartbeat, once no handler runs
 	hctx      context.Context       // handlers' context
 	hcancel   context.CancelFunc    // cancels handlers at the end of Stop
 	free      chan int              // idle thread numbers
 	threads   []chan queue.Delivery // work for each thread
-	loops     sync.WaitGroup        // receive loop, heartbeat
+	loops     sync.WaitGroup        // receive loop
+	beats     sync.WaitGroup        // heartbeat: outlives the receive loop during Stop
 	workers   sync.WaitGroup        // threads
 	acks      *acker                // batches the threads' acks
 	abandoned atomic.Bool           // Abandon: leave buffered messages leased, as a crash would
+	released  atomic.Int64          // messages given back unhandled by the current Stop
 	inflight  sync.Map              // delivery id -> *inflight
 	hooks     Hooks
 }
@@ -290,6 +293,7 @@ func (e *Endpoint) Start(ctx context.Context) error {
 	}
 	e.stopped = false // a stopped endpoint may start again
 	e.abandoned.Store(false)
+	e.released.Store(0)
 	if e.inbox == nil {
 		e.started = true
 		return nil
@@ -312,18 +316,25 @@ func (e *Endpoint) Start(ctx context.Context) error {
 		go e.thread(i)
 	}
 	e.acks = newAcker(e.inbox)
-	e.loops.Add(2)
+	// The heartbeat has its own context: during Stop it keeps renewing the
+	// leases of running handlers after receiving has stopped.
+	beatCtx, beatStop := context.WithCancel(context.Background())
+	e.beatStop = beatStop
+	e.loops.Add(1)
+	e.beats.Add(1)
 	go e.receiveLoop(recvCtx)
-	go e.heartbeat(recvCtx)
+	go e.heartbeat(beatCtx)
 	e.started = true
 	e.log.Info("endpoint started", "inbox", e.inbox.URI(), "threads", n)
 	return nil
 }
 
-// Stop stops receiving, lets in-flight handlers finish until ctx ends, then
-// cancels the handlers' context and releases what is left unhandled, so no
-// message of the endpoint stays leased. It returns ctx's error when it had
-// to release messages.
+// Stop stops receiving, gives back the messages waiting in the prefetch
+// buffer, lets in-flight handlers finish until ctx ends (renewing their
+// leases meanwhile, so that no other consumer takes them), then cancels the
+// handlers' context and releases what is left unhandled, so no message of
+// the endpoint stays leased. It returns ctx's error when it had to release
+// messages whose handlers had started.
 func (e *Endpoint) Stop(ctx context.Context) error {
 	e.runMu.Lock()
 	defer e.runMu.Unlock()
@@ -344,15 +355,25 @@ func (e *Endpoint) Stop(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		e.hcancel()
-		released := e.releaseInflight()
-		err = fmt.Errorf("bus: endpoint %q: stop: %d message(s) released unhandled: %w", e.cfg.Name, released, ctx.Err())
-		e.log.Warn("stop deadline passed; released unfinished messages", "released", released)
+		unfinished := e.releaseInflight()
+		e.released.Add(int64(unfinished))
+		err = fmt.Errorf("bus: endpoint %q: stop: %d message(s) released unhandled, %d of them with a handler running: %w",
+			e.cfg.Name, e.released.Load(), unfinished, ctx.Err())
+		e.log.Warn("stop deadline passed; released unfinished messages", "released", unfinished)
 	}
+	// Only now may leases lapse: every handler has returned or been given up.
+	e.beatStop()
+	e.beats.Wait()
 	e.hcancel()
 	e.acks.close()
-	e.log.Info("endpoint stopped", "stats", e.Stats())
+	e.log.Info("endpoint stopped", "released", e.released.Load(), "stats", e.Stats())
 	return err
 }
+
+// Released is how many messages the last Stop gave back unhandled: those
+// waiting in the prefetch buffer and those whose handlers were still
+// running at its deadline.
+func (e *Endpoint) Released() int64 { return e.released.Load() }
 
 // Abandon stops the endpoint as a crash would, for failure tests: it stops
 // receiving and cancels the handlers' context at once, and leaves every
@@ -367,6 +388,8 @@ func (e *Endpoint) Abandon() {
 	e.abandoned.Store(true)
 	e.recvStop()
 	e.loops.Wait()
+	e.beatStop() // a crash renews nothing
+	e.beats.Wait()
 	e.inflight.Range(func(_, v any) bool {
 		f := v.(*inflight)
 		f.mu.Lock()

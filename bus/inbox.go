@@ -189,13 +189,20 @@ func (e *Endpoint) prefetch() int {
 }
 
 // releaseUnhandled gives back buffered messages no handler has seen; the
-// delivery does not count as an attempt.
+// delivery does not count as an attempt. Each one given back counts in the
+// stop summary (Released).
 func (e *Endpoint) releaseUnhandled(ds []queue.Delivery) {
 	for _, d := range ds {
+		given := false
 		if err := e.settle(d, func(ctx context.Context) error {
-			return e.inbox.Release(ctx, d, queue.ReleaseOptions{Uncount: true})
+			err := e.inbox.Release(ctx, d, queue.ReleaseOptions{Uncount: true})
+			given = err == nil
+			return err
 		}); err != nil {
 			e.log.Warn("release of a buffered message failed; its lease will expire", "message", d.MessageID, "err", err)
+		}
+		if given {
+			e.released.Add(1)
 		}
 		e.inflight.Delete(d.ID)
 	}
@@ -226,7 +233,7 @@ func (e *Endpoint) thread(i int) {
 // heartbeat renews the leases of messages whose handlers are still running,
 // and forgets old idempotence records.
 func (e *Endpoint) heartbeat(ctx context.Context) {
-	defer e.loops.Done()
+	defer e.beats.Done()
 	every := e.lease / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
