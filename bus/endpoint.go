@@ -40,7 +40,13 @@ type InboxConfig struct {
 	// Retry is the retry policy. Default: DefaultRetryPolicy.
 	Retry *RetryPolicy `json:"retry" koanf:"retry"`
 	// Idempotent acks, without handling again, a message whose id this
-	// endpoint has already handled.
+	// endpoint has already handled. The handled record is the gate: with a
+	// transactional handler (HandleTx) it is inserted in the handler's
+	// transaction, so of several copies handled at once exactly one commits
+	// its effects and the others are acked as duplicates. A plain handler
+	// cannot be undone: a copy received once another was handled is
+	// skipped, but copies in flight at the same time may each run the
+	// handler (at least once); only one of them is counted as handled.
 	Idempotent bool `json:"idempotent" koanf:"idempotent"`
 	// Prefetch is how many received messages may wait in memory for a free
 	// thread, so that receives carry many rows under load. One that waits

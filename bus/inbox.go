@@ -364,12 +364,7 @@ func (e *Endpoint) process(d queue.Delivery) {
 			return
 		}
 		if done {
-			if err := e.settle(d, func(ctx context.Context) error { return e.ack(ctx, d) }); err != nil {
-				log().Warn("ack of duplicate failed", "err", err)
-				return
-			}
-			e.stats.duplicates.Add(1)
-			log().Info("message already handled; acked without handling")
+			e.ackDuplicate(d, "message already handled; acked without handling")
 			return
 		}
 	}
@@ -403,14 +398,17 @@ func (e *Endpoint) process(d queue.Delivery) {
 		})
 		return
 	}
-	// Idempotent: the handled record and the ack commit together.
+	// Idempotent: the handled record and the ack commit together. A copy
+	// handled at the same time may have recorded it first: this one is then
+	// a duplicate whose (non-transactional) handler ran all the same.
+	claimed := false
 	err = e.settle(d, func(sctx context.Context) error {
 		tx, err := e.inbox.Store().DB().BeginTxx(sctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback()
-		if err := e.inbox.Store().MarkHandledTx(sctx, tx, e.cfg.Name, env.ID); err != nil {
+		if claimed, err = e.inbox.Store().ClaimHandledTx(sctx, tx, e.cfg.Name, env.ID); err != nil {
 			return err
 		}
 		if err := e.inbox.AckTx(sctx, tx, d); err != nil {
@@ -422,8 +420,28 @@ func (e *Endpoint) process(d queue.Delivery) {
 		log().Warn("ack failed; the message will be delivered again", "err", err)
 		return
 	}
+	if !claimed {
+		e.stats.duplicates.Add(1)
+		log().Warn("another copy of the message was handled at the same time; a non-transactional handler ran for both")
+		return
+	}
 	e.stats.handled.Add(1)
 }
+
+// ackDuplicate acks a copy of a message this endpoint has already handled.
+func (e *Endpoint) ackDuplicate(d queue.Delivery, why string) {
+	log := e.log.With("message", d.MessageID, "type", d.Type, "attempt", d.Attempts)
+	if err := e.settle(d, func(ctx context.Context) error { return e.ack(ctx, d) }); err != nil {
+		log.Warn("ack of duplicate failed", "err", err)
+		return
+	}
+	e.stats.duplicates.Add(1)
+	log.Info(why)
+}
+
+// errDuplicate ends a transactional handler's commit when another copy of
+// the message has recorded it handled first.
+var errDuplicate = errors.New("already handled by another copy")
 
 // handleTx runs a transactional handler: its work, what it sends to queues
 // of the inbox's database, the idempotence record and the ack commit together.
@@ -449,13 +467,19 @@ func (e *Endpoint) handleTx(ctx context.Context, d queue.Delivery, msg *Message,
 		}
 	}
 	commit := func() error {
-		if err := enqueue(ctx, tx, local); err != nil {
-			return fmt.Errorf("dispatch of sent messages: %w", err)
-		}
 		if e.cfg.Inbox.Idempotent {
-			if err := store.MarkHandledTx(ctx, tx, e.cfg.Name, msg.ID); err != nil {
+			// The gate: of concurrent copies, only the one that inserts the
+			// record commits; the others roll their effects back.
+			claimed, err := store.ClaimHandledTx(ctx, tx, e.cfg.Name, msg.ID)
+			if err != nil {
 				return err
 			}
+			if !claimed {
+				return errDuplicate
+			}
+		}
+		if err := enqueue(ctx, tx, local); err != nil {
+			return fmt.Errorf("dispatch of sent messages: %w", err)
 		}
 		// Messages for other databases go first: at least once, never lost.
 		if err := enqueue(ctx, nil, remote); err != nil {
@@ -465,6 +489,10 @@ func (e *Endpoint) handleTx(ctx context.Context, d queue.Delivery, msg *Message,
 	}
 	if err := commit(); err != nil {
 		tx.Rollback()
+		if errors.Is(err, errDuplicate) {
+			e.ackDuplicate(d, "another copy of the message was handled at the same time; its effects rolled back, acked without handling")
+			return
+		}
 		e.fail(d, &msg.Envelope, KindError, err, "")
 		return
 	}
