@@ -59,7 +59,9 @@ type InboxConfig struct {
 	// are retried, permanent errors and poison messages parked.
 	Rules []Rule `json:"rules" koanf:"rules"`
 	// OnDecodeError is the default action for a message whose headers or
-	// body cannot be decoded. Default retry.
+	// body cannot be decoded. Default retry. A message whose stored headers
+	// cannot be read at all is never retried (a retry cannot mend them): it
+	// is parked, its raw headers kept in HeaderRawHeaders.
 	OnDecodeError Action `json:"onDecodeError" koanf:"onDecodeError"`
 	// OnNoHandler is the default action for a message of a type with no
 	// handler. Default retry.

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ferrybus/ferry/queue"
 )
@@ -563,6 +565,12 @@ func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause erro
 		text = text[:maxErrorText]
 	}
 	dec := e.rec.decide(d.Type, kind, text)
+	if d.HeadersErr != nil && dec.action == ActionRetry {
+		// Stored headers that cannot be decoded stay so: a retry would only
+		// rewrite them from nothing, and the message would then be handled
+		// without them. Park it with the raw text instead.
+		dec.action = ActionPark
+	}
 	var failures []Failure
 	if env != nil {
 		failures = env.Failures
@@ -592,6 +600,14 @@ func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause erro
 	}
 	fb, _ := json.Marshal(failures)
 	headers[HeaderFailures] = string(fb)
+	if d.HeadersErr != nil {
+		// Headers is empty: keep what was stored, byte for byte.
+		if utf8.ValidString(d.RawHeaders) {
+			headers[HeaderRawHeaders] = d.RawHeaders
+		} else {
+			headers[HeaderRawHeadersBase64] = base64.StdEncoding.EncodeToString([]byte(d.RawHeaders))
+		}
+	}
 
 	if dec.action == ActionRetry {
 		if delay, again := dec.policy.Delay(len(failures)); again {

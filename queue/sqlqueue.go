@@ -492,6 +492,7 @@ func (q *SQLQueue) scan(rows *sqlx.Rows) ([]Delivery, error) {
 		d.VisibleAt = fromMicros(vis)
 		if h, err := decodeHeaders(headers); err != nil {
 			d.HeadersErr = fmt.Errorf("headers %.200q: %w", headers, err)
+			d.RawHeaders = headers
 		} else {
 			d.Headers = h
 		}
