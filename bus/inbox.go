@@ -352,12 +352,28 @@ func (e *Endpoint) process(d queue.Delivery) {
 		e.fail(d, env, KindOversize, fmt.Errorf("body of %d bytes is over the inbox's limit of %d (maxBodyBytes)", len(d.Body), max), "")
 		return
 	}
-	maxAttempts := e.retry.maxAttempts()
-	if crashed := d.Attempts - 1 - len(env.Failures); crashed >= maxAttempts {
-		// Delivered again and again without a recorded outcome: its handler
-		// kills the process or outlives the lease. Stop the loop here.
-		e.fail(d, env, KindPoison, fmt.Errorf("delivered %d times without completing (the handler may crash the process or outlive its lease)", d.Attempts), "")
-		return
+	if d.Attempts-1-len(env.Failures) > 0 {
+		// Delivered before without a recorded outcome: a handler may have
+		// crashed the process or outlived its lease, or the message only
+		// waited in the prefetch buffer of a process that died. Only the
+		// deliveries on which a handler started count toward poison, so mark
+		// this one durably before the handler starts (the rare path: a
+		// first delivery pays nothing).
+		started, err := e.inbox.MarkStarted(ctx, d)
+		if errors.Is(err, queue.ErrLeaseLost) {
+			log().Warn("lease lost before handling; the message is someone else's now", "err", err)
+			return
+		}
+		if err != nil {
+			e.fail(d, env, KindError, err, "")
+			return
+		}
+		if maxAttempts := e.retry.maxAttempts(); started >= maxAttempts {
+			// Its handler kills the process or outlives the lease: stop the loop here.
+			e.fail(d, env, KindPoison, fmt.Errorf("handler started %d times without completing (it may crash the process or outlive its lease); delivered %d times",
+				started, d.Attempts), "")
+			return
+		}
 	}
 	if e.cfg.Inbox.Idempotent {
 		done, err := e.inbox.Store().Handled(ctx, e.cfg.Name, env.ID)

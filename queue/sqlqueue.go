@@ -302,7 +302,7 @@ func (q *SQLQueue) Release(ctx context.Context, d Delivery, opts ReleaseOptions)
 	if opts.Uncount {
 		uncount = 1
 	}
-	res, err := q.store.execConsume(ctx, q.store.q.release, micros(time.Now().Add(opts.Delay)), uncount, headers, d.ID, d.LeaseToken)
+	res, err := q.store.execConsume(ctx, q.store.q.release, micros(time.Now().Add(opts.Delay)), uncount, headers, headers, d.ID, d.LeaseToken)
 	if err != nil {
 		return q.errorf("release "+d.MessageID, err)
 	}
