@@ -207,7 +207,7 @@ func TestStopCountsReleasedMessages(t *testing.T) {
 				if !errors.Is(stopErr, context.Canceled) && deadline {
 					t.Errorf("Stop error %v does not wrap the context's error", stopErr)
 				}
-				if got := int64(0); got != want {
+				if got := ep.Released(); got != want {
 					t.Errorf("Released() = %d, want %d", got, want)
 				}
 				if !strings.Contains(logs.String(), `"released":`+strconv.FormatInt(want, 10)+`,"stats"`) {
