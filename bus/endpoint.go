@@ -150,6 +150,7 @@ type Endpoint struct {
 	acks      *acker                // batches the threads' acks
 	abandoned atomic.Bool           // Abandon: leave buffered messages leased, as a crash would
 	released  atomic.Int64          // messages given back unhandled by the current Stop
+	stopping  atomic.Bool           // Stop has begun: what the heartbeat gives back counts in released
 	inflight  sync.Map              // delivery id -> *inflight
 	hooks     Hooks
 }
@@ -302,6 +303,7 @@ func (e *Endpoint) Start(ctx context.Context) error {
 	e.stopped = false // a stopped endpoint may start again
 	e.abandoned.Store(false)
 	e.released.Store(0)
+	e.stopping.Store(false)
 	if e.inbox == nil {
 		e.started = true
 		return nil
@@ -351,6 +353,7 @@ func (e *Endpoint) Stop(ctx context.Context) error {
 		return nil
 	}
 	e.stopped = true
+	e.stopping.Store(true)
 	e.recvStop()
 	e.loops.Wait() // the receive loop has handed every received message to a thread
 	for _, ch := range e.threads {
