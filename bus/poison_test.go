@@ -55,7 +55,7 @@ func TestInnocentBufferedMessageNotPoison(t *testing.T) {
 		cfg.Prefetch = 1
 		// Long enough that the heartbeat does not give the buffered message
 		// back (after half a lease) before the "crash".
-		cfg.Lease = 2 * time.Second
+		cfg.Lease = 3 * time.Second
 		const maxAttempts = 3 // inbox() sets MaxAttempts 3
 		var ep *bus.Endpoint
 		parked := func() bool { return counts(t, conns, errorsURI).Total() > 0 }

@@ -40,7 +40,9 @@ func (s *syncBuffer) String() string {
 func TestStopKeepsRenewingLeases(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
 		ctx := context.Background()
-		const lease = time.Second
+		// Renewed every third of it: a long lease leaves room for a slow
+		// heartbeat on a loaded machine.
+		const lease = 2 * time.Second
 		entered := make(chan struct{}, 1)
 		unblock := make(chan struct{})
 		var firstCalls, secondCalls atomic.Int32
@@ -92,7 +94,7 @@ func TestStopKeepsRenewingLeases(t *testing.T) {
 		}()
 		// Several leases long: without renewal the lease ends within one, and
 		// the second endpoint (polling every 100ms) takes the message.
-		deadline := time.Now().Add(4 * lease)
+		deadline := time.Now().Add(3 * lease)
 		for time.Now().Before(deadline) {
 			if secondCalls.Load() > 0 {
 				t.Fatal("a second endpoint received the message while its handler was still running during Stop")
