@@ -40,7 +40,13 @@ type InboxConfig struct {
 	// Retry is the retry policy. Default: DefaultRetryPolicy.
 	Retry *RetryPolicy `json:"retry" koanf:"retry"`
 	// Idempotent acks, without handling again, a message whose id this
-	// endpoint has already handled.
+	// endpoint has already handled. The handled record is the gate: with a
+	// transactional handler (HandleTx) it is inserted in the handler's
+	// transaction, so of several copies handled at once exactly one commits
+	// its effects and the others are acked as duplicates. A plain handler
+	// cannot be undone: a copy received once another was handled is
+	// skipped, but copies in flight at the same time may each run the
+	// handler (at least once); only one of them is counted as handled.
 	Idempotent bool `json:"idempotent" koanf:"idempotent"`
 	// Prefetch is how many received messages may wait in memory for a free
 	// thread, so that receives carry many rows under load. One that waits
@@ -53,7 +59,9 @@ type InboxConfig struct {
 	// are retried, permanent errors and poison messages parked.
 	Rules []Rule `json:"rules" koanf:"rules"`
 	// OnDecodeError is the default action for a message whose headers or
-	// body cannot be decoded. Default retry.
+	// body cannot be decoded. Default retry. A message whose stored headers
+	// cannot be read at all is never retried (a retry cannot mend them): it
+	// is parked, its raw headers kept in HeaderRawHeaders.
 	OnDecodeError Action `json:"onDecodeError" koanf:"onDecodeError"`
 	// OnNoHandler is the default action for a message of a type with no
 	// handler. Default retry.
@@ -136,14 +144,18 @@ type Endpoint struct {
 	started   bool
 	stopped   bool
 	recvStop  context.CancelFunc    // stops receiving
+	beatStop  context.CancelFunc    // stops the heartbeat, once no handler runs
 	hctx      context.Context       // handlers' context
 	hcancel   context.CancelFunc    // cancels handlers at the end of Stop
 	free      chan int              // idle thread numbers
 	threads   []chan queue.Delivery // work for each thread
-	loops     sync.WaitGroup        // receive loop, heartbeat
+	loops     sync.WaitGroup        // receive loop
+	beats     sync.WaitGroup        // heartbeat: outlives the receive loop during Stop
 	workers   sync.WaitGroup        // threads
 	acks      *acker                // batches the threads' acks
 	abandoned atomic.Bool           // Abandon: leave buffered messages leased, as a crash would
+	released  atomic.Int64          // messages given back unhandled by the current Stop
+	stopping  atomic.Bool           // Stop has begun: what the heartbeat gives back counts in released
 	inflight  sync.Map              // delivery id -> *inflight
 	hooks     Hooks
 }
@@ -301,6 +313,8 @@ func (e *Endpoint) Start(ctx context.Context) error {
 	}
 	e.stopped = false // a stopped endpoint may start again
 	e.abandoned.Store(false)
+	e.released.Store(0)
+	e.stopping.Store(false)
 	if e.inbox == nil {
 		e.started = true
 		return nil
@@ -323,18 +337,25 @@ func (e *Endpoint) Start(ctx context.Context) error {
 		go e.thread(i)
 	}
 	e.acks = newAcker(e.inbox)
-	e.loops.Add(2)
+	// The heartbeat has its own context: during Stop it keeps renewing the
+	// leases of running handlers after receiving has stopped.
+	beatCtx, beatStop := context.WithCancel(context.Background())
+	e.beatStop = beatStop
+	e.loops.Add(1)
+	e.beats.Add(1)
 	go e.receiveLoop(recvCtx)
-	go e.heartbeat(recvCtx)
+	go e.heartbeat(beatCtx)
 	e.started = true
 	e.log.Info("endpoint started", "inbox", e.inbox.URI(), "threads", n)
 	return nil
 }
 
-// Stop stops receiving, lets in-flight handlers finish until ctx ends, then
-// cancels the handlers' context and releases what is left unhandled, so no
-// message of the endpoint stays leased. It returns ctx's error when it had
-// to release messages.
+// Stop stops receiving, gives back the messages waiting in the prefetch
+// buffer, lets in-flight handlers finish until ctx ends (renewing their
+// leases meanwhile, so that no other consumer takes them), then cancels the
+// handlers' context and releases what is left unhandled, so no message of
+// the endpoint stays leased. It returns ctx's error when it had to release
+// messages whose handlers had started.
 func (e *Endpoint) Stop(ctx context.Context) error {
 	e.runMu.Lock()
 	defer e.runMu.Unlock()
@@ -343,6 +364,7 @@ func (e *Endpoint) Stop(ctx context.Context) error {
 		return nil
 	}
 	e.stopped = true
+	e.stopping.Store(true)
 	e.recvStop()
 	e.loops.Wait() // the receive loop has handed every received message to a thread
 	for _, ch := range e.threads {
@@ -355,15 +377,25 @@ func (e *Endpoint) Stop(ctx context.Context) error {
 	case <-done:
 	case <-ctx.Done():
 		e.hcancel()
-		released := e.releaseInflight()
-		err = fmt.Errorf("bus: endpoint %q: stop: %d message(s) released unhandled: %w", e.cfg.Name, released, ctx.Err())
-		e.log.Warn("stop deadline passed; released unfinished messages", "released", released)
+		unfinished := e.releaseInflight()
+		e.released.Add(int64(unfinished))
+		err = fmt.Errorf("bus: endpoint %q: stop: %d message(s) released unhandled, %d of them with a handler running: %w",
+			e.cfg.Name, e.released.Load(), unfinished, ctx.Err())
+		e.log.Warn("stop deadline passed; released unfinished messages", "released", unfinished)
 	}
+	// Only now may leases lapse: every handler has returned or been given up.
+	e.beatStop()
+	e.beats.Wait()
 	e.hcancel()
 	e.acks.close()
-	e.log.Info("endpoint stopped", "stats", e.Stats())
+	e.log.Info("endpoint stopped", "released", e.released.Load(), "stats", e.Stats())
 	return err
 }
+
+// Released is how many messages the last Stop gave back unhandled: those
+// waiting in the prefetch buffer and those whose handlers were still
+// running at its deadline.
+func (e *Endpoint) Released() int64 { return e.released.Load() }
 
 // Abandon stops the endpoint as a crash would, for failure tests: it stops
 // receiving and cancels the handlers' context at once, and leaves every
@@ -378,6 +410,8 @@ func (e *Endpoint) Abandon() {
 	e.abandoned.Store(true)
 	e.recvStop()
 	e.loops.Wait()
+	e.beatStop() // a crash renews nothing
+	e.beats.Wait()
 	e.inflight.Range(func(_, v any) bool {
 		f := v.(*inflight)
 		f.mu.Lock()

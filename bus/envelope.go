@@ -79,6 +79,12 @@ const (
 	// HeaderDistributedFrom records the distributor inbox a message came
 	// from: a failed distributed message is returned there.
 	HeaderDistributedFrom = "ferry.distributed-from"
+	// HeaderRawHeaders keeps, byte for byte, the stored headers of a message
+	// moved to an error queue because they could not be decoded.
+	HeaderRawHeaders = "ferry.raw-headers"
+	// HeaderRawHeadersBase64 is HeaderRawHeaders, base64-encoded, for stored
+	// headers that are not valid UTF-8 (a JSON string could not keep them).
+	HeaderRawHeadersBase64 = "ferry.raw-headers-base64"
 )
 
 const reservedPrefix = "ferry."

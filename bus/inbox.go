@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"runtime/debug"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ferrybus/ferry/queue"
 )
@@ -189,13 +191,20 @@ func (e *Endpoint) prefetch() int {
 }
 
 // releaseUnhandled gives back buffered messages no handler has seen; the
-// delivery does not count as an attempt.
+// delivery does not count as an attempt. Each one given back counts in the
+// stop summary (Released).
 func (e *Endpoint) releaseUnhandled(ds []queue.Delivery) {
 	for _, d := range ds {
+		given := false
 		if err := e.settle(d, func(ctx context.Context) error {
-			return e.inbox.Release(ctx, d, queue.ReleaseOptions{Uncount: true})
+			err := e.inbox.Release(ctx, d, queue.ReleaseOptions{Uncount: true})
+			given = err == nil
+			return err
 		}); err != nil {
 			e.log.Warn("release of a buffered message failed; its lease will expire", "message", d.MessageID, "err", err)
+		}
+		if given {
+			e.released.Add(1)
 		}
 		e.inflight.Delete(d.ID)
 	}
@@ -226,7 +235,7 @@ func (e *Endpoint) thread(i int) {
 // heartbeat renews the leases of messages whose handlers are still running,
 // and forgets old idempotence records.
 func (e *Endpoint) heartbeat(ctx context.Context) {
-	defer e.loops.Done()
+	defer e.beats.Done()
 	every := e.lease / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -247,6 +256,8 @@ func (e *Endpoint) heartbeat(ctx context.Context) {
 					f.released = true
 					if err := e.inbox.Release(ctx, f.d, queue.ReleaseOptions{Uncount: true}); err != nil {
 						e.log.Warn("release of a long-buffered message failed; its lease will expire", "message", f.d.MessageID, "err", err)
+					} else if e.stopping.Load() {
+						e.released.Add(1) // given back during Stop: part of its summary
 					}
 				case now.Sub(f.renewed) >= every:
 					if err := e.inbox.Extend(ctx, f.d, e.lease); err != nil {
@@ -343,12 +354,28 @@ func (e *Endpoint) process(d queue.Delivery) {
 		e.fail(d, env, KindOversize, fmt.Errorf("body of %d bytes is over the inbox's limit of %d (maxBodyBytes)", len(d.Body), max), "")
 		return
 	}
-	maxAttempts := e.retry.maxAttempts()
-	if crashed := d.Attempts - 1 - len(env.Failures); crashed >= maxAttempts {
-		// Delivered again and again without a recorded outcome: its handler
-		// kills the process or outlives the lease. Stop the loop here.
-		e.fail(d, env, KindPoison, fmt.Errorf("delivered %d times without completing (the handler may crash the process or outlive its lease)", d.Attempts), "")
-		return
+	if d.Attempts-1-len(env.Failures) > 0 {
+		// Delivered before without a recorded outcome: a handler may have
+		// crashed the process or outlived its lease, or the message only
+		// waited in the prefetch buffer of a process that died. Only the
+		// deliveries on which a handler started count toward poison, so mark
+		// this one durably before the handler starts (the rare path: a
+		// first delivery pays nothing).
+		started, err := e.inbox.MarkStarted(ctx, d)
+		if errors.Is(err, queue.ErrLeaseLost) {
+			log().Warn("lease lost before handling; the message is someone else's now", "err", err)
+			return
+		}
+		if err != nil {
+			e.fail(d, env, KindError, err, "")
+			return
+		}
+		if maxAttempts := e.retry.maxAttempts(); started >= maxAttempts {
+			// Its handler kills the process or outlives the lease: stop the loop here.
+			e.fail(d, env, KindPoison, fmt.Errorf("handler started %d times without completing (it may crash the process or outlive its lease); delivered %d times",
+				started, d.Attempts), "")
+			return
+		}
 	}
 	if e.cfg.Inbox.Idempotent {
 		done, err := e.inbox.Store().Handled(ctx, e.cfg.Name, env.ID)
@@ -357,12 +384,7 @@ func (e *Endpoint) process(d queue.Delivery) {
 			return
 		}
 		if done {
-			if err := e.settle(d, func(ctx context.Context) error { return e.ack(ctx, d) }); err != nil {
-				log().Warn("ack of duplicate failed", "err", err)
-				return
-			}
-			e.stats.duplicates.Add(1)
-			log().Info("message already handled; acked without handling")
+			e.ackDuplicate(d, "message already handled; acked without handling")
 			return
 		}
 	}
@@ -396,14 +418,17 @@ func (e *Endpoint) process(d queue.Delivery) {
 		})
 		return
 	}
-	// Idempotent: the handled record and the ack commit together.
+	// Idempotent: the handled record and the ack commit together. A copy
+	// handled at the same time may have recorded it first: this one is then
+	// a duplicate whose (non-transactional) handler ran all the same.
+	claimed := false
 	err = e.settle(d, func(sctx context.Context) error {
 		tx, err := e.inbox.Store().DB().BeginTxx(sctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback()
-		if err := e.inbox.Store().MarkHandledTx(sctx, tx, e.cfg.Name, env.ID); err != nil {
+		if claimed, err = e.inbox.Store().ClaimHandledTx(sctx, tx, e.cfg.Name, env.ID); err != nil {
 			return err
 		}
 		if err := e.inbox.AckTx(sctx, tx, d); err != nil {
@@ -415,8 +440,28 @@ func (e *Endpoint) process(d queue.Delivery) {
 		log().Warn("ack failed; the message will be delivered again", "err", err)
 		return
 	}
+	if !claimed {
+		e.stats.duplicates.Add(1)
+		log().Warn("another copy of the message was handled at the same time; a non-transactional handler ran for both")
+		return
+	}
 	e.stats.handled.Add(1)
 }
+
+// ackDuplicate acks a copy of a message this endpoint has already handled.
+func (e *Endpoint) ackDuplicate(d queue.Delivery, why string) {
+	log := e.log.With("message", d.MessageID, "type", d.Type, "attempt", d.Attempts)
+	if err := e.settle(d, func(ctx context.Context) error { return e.ack(ctx, d) }); err != nil {
+		log.Warn("ack of duplicate failed", "err", err)
+		return
+	}
+	e.stats.duplicates.Add(1)
+	log.Info(why)
+}
+
+// errDuplicate ends a transactional handler's commit when another copy of
+// the message has recorded it handled first.
+var errDuplicate = errors.New("already handled by another copy")
 
 // handleTx runs a transactional handler: its work, what it sends to queues
 // of the inbox's database, the idempotence record and the ack commit together.
@@ -442,13 +487,19 @@ func (e *Endpoint) handleTx(ctx context.Context, d queue.Delivery, msg *Message,
 		}
 	}
 	commit := func() error {
-		if err := enqueue(ctx, tx, local); err != nil {
-			return fmt.Errorf("dispatch of sent messages: %w", err)
-		}
 		if e.cfg.Inbox.Idempotent {
-			if err := store.MarkHandledTx(ctx, tx, e.cfg.Name, msg.ID); err != nil {
+			// The gate: of concurrent copies, only the one that inserts the
+			// record commits; the others roll their effects back.
+			claimed, err := store.ClaimHandledTx(ctx, tx, e.cfg.Name, msg.ID)
+			if err != nil {
 				return err
 			}
+			if !claimed {
+				return errDuplicate
+			}
+		}
+		if err := enqueue(ctx, tx, local); err != nil {
+			return fmt.Errorf("dispatch of sent messages: %w", err)
 		}
 		// Messages for other databases go first: at least once, never lost.
 		if err := enqueue(ctx, nil, remote); err != nil {
@@ -458,6 +509,10 @@ func (e *Endpoint) handleTx(ctx context.Context, d queue.Delivery, msg *Message,
 	}
 	if err := commit(); err != nil {
 		tx.Rollback()
+		if errors.Is(err, errDuplicate) {
+			e.ackDuplicate(d, "another copy of the message was handled at the same time; its effects rolled back, acked without handling")
+			return
+		}
 		e.fail(d, &msg.Envelope, KindError, err, "")
 		return
 	}
@@ -528,6 +583,12 @@ func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause erro
 		text = text[:maxErrorText]
 	}
 	dec := e.rec.decide(d.Type, kind, text)
+	if d.HeadersErr != nil && dec.action == ActionRetry {
+		// Stored headers that cannot be decoded stay so: a retry would only
+		// rewrite them from nothing, and the message would then be handled
+		// without them. Park it with the raw text instead.
+		dec.action = ActionPark
+	}
 	var failures []Failure
 	if env != nil {
 		failures = env.Failures
@@ -557,6 +618,14 @@ func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause erro
 	}
 	fb, _ := json.Marshal(failures)
 	headers[HeaderFailures] = string(fb)
+	if d.HeadersErr != nil {
+		// Headers is empty: keep what was stored, byte for byte.
+		if utf8.ValidString(d.RawHeaders) {
+			headers[HeaderRawHeaders] = d.RawHeaders
+		} else {
+			headers[HeaderRawHeadersBase64] = base64.StdEncoding.EncodeToString([]byte(d.RawHeaders))
+		}
+	}
 
 	if dec.action == ActionRetry {
 		if delay, again := dec.policy.Delay(len(failures)); again {

@@ -602,9 +602,9 @@ func TestBadInputMatrix(t *testing.T) {
 			"bad.panic":   {"error", bus.KindPanic, "panic: bad input"},
 			"bad.expired": {"discarded", "", ""},
 			"bad.big":     {"error", bus.KindOversize, "over the inbox's limit of 64 (maxBodyBytes)"},
-			// Retried like any decode failure: the retry stores fresh headers,
-			// so the second attempt reads them and finds no handler.
-			"bad.headers": {"error", bus.KindNoHandler, `no handler for message type "bad.headers"`},
+			// Never retried, unlike other decode failures: a retry could only
+			// rewrite the stored headers from nothing (issue 10). Parked intact.
+			"bad.headers": {"error", bus.KindDecode, "unexpected end of JSON input"},
 		}},
 		{"configured", func(in *bus.InboxConfig) {
 			in.OnDecodeError = bus.ActionPark

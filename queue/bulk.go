@@ -139,12 +139,12 @@ func (q *SQLQueue) moveRowsLocal(ctx context.Context, ids []int64, dst *SQLQueue
 		args  []any
 	)
 	if q.store.dialect == Postgres {
-		query = `UPDATE ferry_messages SET queue = $1, visible_at = $2, lease_token = 0, attempts = 0,
+		query = `UPDATE ferry_messages SET queue = $1, visible_at = $2, lease_token = 0, attempts = 0, started = 0,
  headers = (headers::jsonb - $3::text[])::text
 WHERE queue = $4 AND id = ANY($5::bigint[]) AND (lease_token = 0 OR visible_at <= $2)`
 		args = []any{dst.name, now, pq.Array(nonNil(drop)), q.name, pq.Array(ids)}
 	} else {
-		query = `UPDATE ferry_messages SET queue = ?, visible_at = ?, lease_token = 0, attempts = 0,
+		query = `UPDATE ferry_messages SET queue = ?, visible_at = ?, lease_token = 0, attempts = 0, started = 0,
  headers = COALESCE((SELECT json_group_object(key, value) FROM json_each(ferry_messages.headers)
    WHERE key NOT IN (SELECT value FROM json_each(?))), '{}')
 WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) AND (lease_token = 0 OR visible_at <= ?)`

@@ -2,6 +2,7 @@ package queue
 
 import (
 	"encoding/json"
+	"errors"
 	"unicode/utf8"
 )
 
@@ -16,6 +17,11 @@ func decodeHeaders(s string) (map[string]string, error) {
 	}
 	if m, ok := decodeFlat(s); ok {
 		return m, nil
+	}
+	if !utf8.ValidString(s) {
+		// encoding/json would replace the bad bytes and succeed: a lossy
+		// decode that a later rewrite of the headers would make permanent.
+		return nil, errors.New("not valid UTF-8")
 	}
 	var m map[string]string
 	if err := json.Unmarshal([]byte(s), &m); err != nil {

@@ -60,6 +60,10 @@ type Delivery struct {
 	// delivery is returned all the same, so that the receiver can move it
 	// aside instead of the bad row blocking every receive.
 	HeadersErr error
+	// RawHeaders is the stored headers text, exactly as read, when it could
+	// not be decoded (HeadersErr is set); empty otherwise. A receiver that
+	// moves the message aside keeps it, since Headers is nil.
+	RawHeaders string
 }
 
 // Counts describes how many messages a queue holds, by state.

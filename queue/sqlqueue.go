@@ -305,7 +305,7 @@ func (q *SQLQueue) Release(ctx context.Context, d Delivery, opts ReleaseOptions)
 	if opts.Uncount {
 		uncount = 1
 	}
-	res, err := q.store.execConsume(ctx, q.store.q.release, micros(time.Now().Add(opts.Delay)), uncount, headers, d.ID, d.LeaseToken)
+	res, err := q.store.execConsume(ctx, q.store.q.release, micros(time.Now().Add(opts.Delay)), uncount, headers, headers, d.ID, d.LeaseToken)
 	if err != nil {
 		return q.errorf("release "+d.MessageID, err)
 	}
@@ -495,6 +495,7 @@ func (q *SQLQueue) scan(rows *sqlx.Rows) ([]Delivery, error) {
 		d.VisibleAt = fromMicros(vis)
 		if h, err := decodeHeaders(headers); err != nil {
 			d.HeadersErr = fmt.Errorf("headers %.200q: %w", headers, err)
+			d.RawHeaders = headers
 		} else {
 			d.Headers = h
 		}

@@ -60,9 +60,12 @@ WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
 RETURNING ` + deliveryColumns
 	}
 	st.extend = r(`UPDATE ferry_messages SET visible_at = ? WHERE id = ? AND lease_token = ?`)
+	// New headers record an outcome (a failure): the count of handler
+	// starts without one (MarkStarted) begins again.
 	st.release = r(`UPDATE ferry_messages SET visible_at = ?, lease_token = 0, attempts = attempts - ?,
-headers = COALESCE(?, headers) WHERE id = ? AND lease_token = ?`)
-	st.moveSame = r(`UPDATE ferry_messages SET queue = ?, visible_at = ?, lease_token = 0, attempts = 0,
+headers = COALESCE(?, headers), started = CASE WHEN CAST(? AS TEXT) IS NULL THEN started ELSE 0 END
+WHERE id = ? AND lease_token = ?`)
+	st.moveSame = r(`UPDATE ferry_messages SET queue = ?, visible_at = ?, lease_token = 0, attempts = 0, started = 0,
 headers = COALESCE(?, headers) WHERE id = ? AND lease_token = ?`)
 	st.count = r(`SELECT
  COALESCE(SUM(CASE WHEN visible_at <= ? THEN 1 ELSE 0 END), 0),
