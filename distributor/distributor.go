@@ -52,6 +52,13 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// testHooks let tests interleave the loops with control messages deterministically.
+type testHooks struct {
+	// beforeMove runs in the distribute loop after it took a worker's
+	// availabilities and before it moves messages to that worker.
+	beforeMove func(worker, session string)
+}
+
 // Stats counts what a distributor did.
 type Stats struct {
 	// Distributed counts messages moved to workers.
@@ -74,6 +81,8 @@ type Distributor struct {
 	owner   string
 
 	distributed, moves, reclaimed atomic.Int64
+
+	hooks testHooks
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -117,14 +126,11 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	// The control endpoint: its own queue and threads.
 	cmux := bus.NewMux()
 	bus.Handle(cmux, worker.TypeStarted, func(ctx context.Context, m *bus.Message, s worker.Started) error {
-		d.reg.started(s, time.Now())
-		d.persist(ctx, s.WorkerID, true)
-		d.log.Info("worker started", "worker", s.WorkerID, "session", s.Session, "inbox", s.Inbox, "threads", s.Threads)
+		d.onStarted(ctx, s)
 		return nil
 	})
 	bus.Handle(cmux, worker.TypeThreadAvailable, func(ctx context.Context, m *bus.Message, a worker.ThreadAvailable) error {
-		d.reg.available(a, time.Now())
-		d.persist(ctx, a.WorkerID, false)
+		d.onAvailable(ctx, a)
 		return nil
 	})
 	bus.Handle(cmux, worker.TypeHeartbeat, func(ctx context.Context, m *bus.Message, h worker.Heartbeat) error {
@@ -133,12 +139,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 		return nil
 	})
 	bus.Handle(cmux, worker.TypeStopping, func(ctx context.Context, m *bus.Message, s worker.Stopping) error {
-		if w := d.reg.stopping(s, time.Now()); w != nil {
-			d.log.Info("worker stopping; returning its queue", "worker", s.WorkerID, "session", s.Session)
-			if d.reclaim(ctx, *w) {
-				d.forget(ctx, w.id, time.Now())
-			}
-		}
+		d.onStopping(ctx, s)
 		return nil
 	})
 	controlCfg := cfg.ControlInbox
@@ -172,6 +173,28 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 		}
 	}
 	return d, nil
+}
+
+func (d *Distributor) onStarted(ctx context.Context, s worker.Started) {
+	d.reg.started(s, time.Now())
+	d.persist(ctx, s.WorkerID, true)
+	d.log.Info("worker started", "worker", s.WorkerID, "session", s.Session, "inbox", s.Inbox, "threads", s.Threads)
+}
+
+func (d *Distributor) onAvailable(ctx context.Context, a worker.ThreadAvailable) {
+	d.reg.available(a, time.Now())
+	d.persist(ctx, a.WorkerID, false)
+}
+
+// onStopping ends the session and returns its queue. A move to it already
+// in flight is undone by the distribute loop once it lands (see landed).
+func (d *Distributor) onStopping(ctx context.Context, s worker.Stopping) {
+	if w := d.reg.stopping(s, time.Now()); w != nil {
+		d.log.Info("worker stopping; returning its queue", "worker", s.WorkerID, "session", s.Session)
+		if d.reclaim(ctx, *w) {
+			d.forget(ctx, w.id, time.Now())
+		}
+	}
 }
 
 // Stats returns the distributor's counters.
@@ -321,6 +344,9 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			continue
 		}
 		a := as[0]
+		if d.hooks.beforeMove != nil {
+			d.hooks.beforeMove(a.worker, a.session)
+		}
 		wake := d.inbox.Wake()
 		dst, err := d.conns.Queue(ctx, a.inbox)
 		if err != nil {
@@ -345,6 +371,14 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			d.moves.Add(1)
 			poll = 10 * time.Millisecond
 			d.reg.settle(as, (n+per-1)/per)
+			if w, gone := d.reg.landed(as); gone {
+				// The session stopped (or was forgotten) while the move ran:
+				// nobody will take these, so give them back now.
+				d.log.Info("worker stopped while messages were moved to it; returning its queue", "worker", w.id, "session", w.session, "messages", n)
+				if d.reclaim(ctx, w) {
+					d.forget(ctx, w.id, time.Now())
+				}
+			}
 			continue
 		}
 		// Nothing to send: keep the availabilities and wait for the inbox.
