@@ -29,6 +29,9 @@ import (
 	"github.com/ferrybus/ferry/worker"
 )
 
+// DefaultLockTTL is the lock lease when Config sets none.
+const DefaultLockTTL = 5 * time.Second
+
 // Config configures a distributor.
 type Config struct {
 	// Name identifies the distributor endpoint. Required.
@@ -45,8 +48,11 @@ type Config struct {
 	// ReclaimAfter is how long a worker may stay silent before the messages
 	// in its queue are returned to the inbox. Default 60s.
 	ReclaimAfter time.Duration
-	// LockTTL bounds how long a crashed distributor holds the control inbox
-	// before a standby takes over. Default 15s.
+	// LockTTL bounds how long a distributor that stopped renewing its lock
+	// (frozen, cut off, or on SQLite crashed) holds the control inbox before
+	// a standby takes over; it renews every LockTTL/3. On PostgreSQL a
+	// crashed distributor's lock is free as soon as its database session
+	// ends. Default 5s.
 	LockTTL time.Duration
 	// Logger receives the distributor's events. Default slog.Default().
 	Logger *slog.Logger
@@ -57,6 +63,8 @@ type testHooks struct {
 	// beforeMove runs in the distribute loop after it took a worker's
 	// availabilities and before it moves messages to that worker.
 	beforeMove func(worker, session string)
+	// afterMove runs after each move to a worker with what it moved.
+	afterMove func(n int, err error)
 }
 
 // Stats counts what a distributor did.
@@ -81,6 +89,8 @@ type Distributor struct {
 	owner   string
 
 	distributed, moves, reclaimed atomic.Int64
+	// token is the fencing token of the lock while held, else 0.
+	token atomic.Int64
 
 	hooks testHooks
 
@@ -106,7 +116,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 		cfg.ReclaimAfter = 60 * time.Second
 	}
 	if cfg.LockTTL <= 0 {
-		cfg.LockTTL = 15 * time.Second
+		cfg.LockTTL = DefaultLockTTL
 	}
 	if cfg.ControlInbox.WorkQueue == "" {
 		return nil, fmt.Errorf("distributor %q: controlInbox.workQueue: required", cfg.Name)
@@ -227,30 +237,72 @@ func (d *Distributor) Start(ctx context.Context) error {
 }
 
 // holdLock takes and renews the lock; it starts the active role when it has
-// it and stops it when it loses it.
+// it and stops it when it loses it. The active distributor renews every
+// LockTTL/3; a standby tries twice a second, so that it takes over within a
+// second of the holder's death on PostgreSQL (where a dead holder's session,
+// and with it its claim, ends at once) and within LockTTL on SQLite.
 func (d *Distributor) holdLock(ctx context.Context) {
 	defer d.wg.Done()
 	store := d.control.Inbox().Store()
-	every := d.cfg.LockTTL / 3
+	renew := d.cfg.LockTTL / 3
+	poll := min(renew, 500*time.Millisecond)
 	var r *role
-	defer func() { r.stop(d) }()
-	standbyLogged := false
+	var sess *queue.LockSession
+	defer func() {
+		r.stop(d)
+		d.token.Store(0)
+		sess.Close()
+	}()
+	standbyLogged, failing := false, false
 	for {
-		ok, err := store.TryLock(ctx, d.lockName(), d.owner, d.cfg.LockTTL)
+		var tok int64
+		var err error
+		// The session marks this distributor alive; reopen it when its
+		// connection died (its claim on the lock went with it).
+		if sess != nil {
+			if aerr := sess.Alive(ctx); aerr != nil {
+				sess.Close()
+				sess = nil
+			}
+		}
+		if sess == nil {
+			sess, err = store.OpenLockSession(ctx, d.lockName(), d.owner)
+		}
+		if err == nil {
+			tok, err = store.AcquireLock(ctx, d.lockName(), d.owner, d.cfg.LockTTL)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
-			d.log.Warn("distributor lock renewal failed", "err", err)
-		case ok && r == nil:
+			if !failing {
+				d.log.Warn("distributor lock renewal failed", "err", err)
+			}
+			failing = true
+		case tok != 0 && r == nil:
+			failing = false
+			d.token.Store(tok)
 			if r, err = d.startActive(ctx); err != nil {
 				d.log.Error("distributor failed to start", "err", err)
 			}
-		case !ok && err == nil && r != nil:
+		case tok != 0:
+			if failing {
+				d.log.Info("distributor lock renewed again")
+			}
+			failing = false
+			d.token.Store(tok)
+		case r != nil:
+			failing = false
+			d.token.Store(0)
 			d.log.Warn("distributor lost its lock; standing by")
 			r.stop(d)
 			r = nil
-		case !ok && err == nil && r == nil && !standbyLogged:
+		case !standbyLogged:
+			failing = false
 			standbyLogged = true
 			d.log.Info("another distributor holds the control inbox; standing by", "lock", d.lockName())
+		}
+		every := renew
+		if r == nil {
+			every = poll
 		}
 		select {
 		case <-ctx.Done():
@@ -258,6 +310,12 @@ func (d *Distributor) holdLock(ctx context.Context) {
 		case <-time.After(every):
 		}
 	}
+}
+
+// fence is the current holding of the lock, for moves and reclaims: a
+// statement fenced with it moves nothing once another distributor took over.
+func (d *Distributor) fence() queue.Fence {
+	return d.control.Inbox().Store().Fence(d.lockName(), d.token.Load())
 }
 
 // role is the running active side of a distributor.
@@ -355,8 +413,11 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			continue
 		}
 		per := d.cfg.DistributeSendCount
-		n, err := d.inbox.MoveReady(ctx, dst, per*len(as), map[string]string{
-			bus.HeaderDistributedTo: a.inbox, bus.HeaderDistributedFrom: d.inbox.URI()})
+		n, err := d.inbox.MoveReadyFenced(ctx, dst, per*len(as), map[string]string{
+			bus.HeaderDistributedTo: a.inbox, bus.HeaderDistributedFrom: d.inbox.URI()}, d.fence())
+		if d.hooks.afterMove != nil {
+			d.hooks.afterMove(n, err)
+		}
 		if err != nil {
 			d.reg.settle(as, 0)
 			if ctx.Err() != nil {
@@ -424,7 +485,7 @@ func (d *Distributor) reclaim(ctx context.Context, w workerState) bool {
 	}
 	total := 0
 	for {
-		n, err := src.MoveReady(ctx, d.inbox, 1000, map[string]string{bus.HeaderDistributedTo: ""})
+		n, err := src.MoveReadyFenced(ctx, d.inbox, 1000, map[string]string{bus.HeaderDistributedTo: ""}, d.fence())
 		if err != nil {
 			d.log.Error("reclaim failed", "worker", w.id, "err", err)
 			return false
