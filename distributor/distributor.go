@@ -65,6 +65,10 @@ type testHooks struct {
 	beforeMove func(worker, session string)
 	// afterMove runs after each move to a worker with what it moved.
 	afterMove func(n int, err error)
+	// probeFailed runs when a reclaim pass finds the database unreachable.
+	probeFailed func()
+	// afterPass runs after each reclaim pass that reached the database.
+	afterPass func()
 }
 
 // Stats counts what a distributor did.
@@ -454,22 +458,54 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 	}
 }
 
-// reclaimLoop returns the queues of silent workers to the inbox.
+// reclaimLoop returns the queues of silent workers to the inbox. Silence is
+// measured only over time the distributor was in contact with the database:
+// each pass first checks it can reach it, and after a gap (an outage, or the
+// process frozen) the workers' last sightings move forward by the gap, since
+// their messages could not have reached it either.
 func (d *Distributor) reclaimLoop(ctx context.Context) {
 	every := min(max(d.cfg.ReclaimAfter/4, 50*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	store := d.control.Inbox().Store()
+	lastContact := time.Now()
+	var lostAt time.Time // when contact was lost, zero while in contact
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		cutoff := time.Now().Add(-d.cfg.ReclaimAfter)
+		pctx, cancel := context.WithTimeout(ctx, max(every, 2*time.Second))
+		_, err := store.DB().ExecContext(pctx, `SELECT 1`)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if lostAt.IsZero() {
+				lostAt = time.Now()
+				d.log.Warn("distributor cannot reach the database; reclaiming paused, worker silence not counted", "err", err)
+			}
+			if d.hooks.probeFailed != nil {
+				d.hooks.probeFailed()
+			}
+			continue
+		}
+		now := time.Now()
+		if gap := now.Sub(lastContact); gap > 2*every {
+			d.reg.excuse(gap-every, now)
+			d.log.Info("distributor in contact with the database again; worker silence meanwhile not counted", "outOfContact", gap.Round(time.Millisecond))
+		}
+		lastContact, lostAt = now, time.Time{}
+		cutoff := now.Add(-d.cfg.ReclaimAfter)
 		for _, w := range d.reg.silent(cutoff) {
 			if d.reclaim(ctx, w) {
 				d.forget(ctx, w.id, cutoff)
 			}
+		}
+		if d.hooks.afterPass != nil {
+			d.hooks.afterPass()
 		}
 	}
 }

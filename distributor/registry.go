@@ -283,6 +283,20 @@ func (r *registry) silent(cutoff time.Time) []workerState {
 	return out
 }
 
+// excuse moves every worker's last sighting forward by gap (not past now):
+// time during which the distributor could not hear from anyone.
+func (r *registry) excuse(gap time.Duration, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.workers {
+		if seen := w.lastSeen.Add(gap); seen.Before(now) {
+			w.lastSeen = seen
+		} else {
+			w.lastSeen = now
+		}
+	}
+}
+
 // forget removes a worker that is gone and whose queue is empty, unless it
 // came back since, and returns the session it forgot.
 func (r *registry) forget(id string, cutoff time.Time) (string, bool) {

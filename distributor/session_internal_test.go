@@ -147,3 +147,48 @@ func TestStoppingDuringMoveLeavesNothingInWorkerQueue(t *testing.T) {
 		waitFor(t, 10*time.Second, "work for the new session", func() bool { return counts(t, conns, wq).Total() > 0 })
 	})
 }
+
+// A message returned to the inbox by a reclaim keeps its delivery count on
+// its way to the next worker, so its next delivery says it is a redelivery.
+func TestReclaimedMessageKeepsItsDeliveryCount(t *testing.T) {
+	eachStore(t, func(t *testing.T, conns *queue.Connections) {
+		ctx := context.Background()
+		const w1q, w2q = "sql://default/it-w1-work", "sql://default/it-w2-work"
+		d := newIT(t, conns, Config{ReclaimAfter: time.Hour})
+		startIT(t, d)
+		waitFor(t, 10*time.Second, "distributor active", d.Active)
+		enqueue(t, conns, w1q, 1)
+		q1, err := conns.Queue(ctx, w1q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// w1 took it and died: its lease ends.
+		if ds, err := q1.Receive(ctx, 1, time.Millisecond); err != nil || len(ds) != 1 {
+			t.Fatalf("receive: %d, %v", len(ds), err)
+		}
+		waitFor(t, 10*time.Second, "the lease to end", func() bool { return counts(t, conns, w1q).Ready == 1 })
+		s1 := bus.NewID()
+		d.onStarted(ctx, worker.Started{WorkerID: "w1", Session: s1, Inbox: w1q, Threads: 1, SentAt: time.Now()})
+		d.onStopping(ctx, worker.Stopping{WorkerID: "w1", Session: s1, Inbox: w1q, SentAt: time.Now()})
+		waitFor(t, 10*time.Second, "the message back in the inbox", func() bool { return counts(t, conns, itInbox).Ready == 1 })
+		peekAttempts := func(uri string) int {
+			q, err := conns.Queue(ctx, uri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ds, err := q.Peek(ctx, 0, 10)
+			if err != nil || len(ds) != 1 {
+				t.Fatalf("peek %s: %d, %v", uri, len(ds), err)
+			}
+			return ds[0].Attempts
+		}
+		if a := peekAttempts(itInbox); a != 1 {
+			t.Fatalf("reclaimed message has %d deliveries, want 1", a)
+		}
+		d.onAvailable(ctx, worker.ThreadAvailable{WorkerID: "w2", Session: bus.NewID(), Inbox: w2q, SentAt: time.Now(), ValidFor: time.Hour})
+		waitFor(t, 10*time.Second, "the message moved to w2", func() bool { return counts(t, conns, w2q).Total() == 1 })
+		if a := peekAttempts(w2q); a != 1 {
+			t.Fatalf("message moved to w2 has %d deliveries, want 1", a)
+		}
+	})
+}
