@@ -95,6 +95,9 @@ type Distributor struct {
 	distributed, moves, reclaimed atomic.Int64
 	// token is the fencing token of the lock while held, else 0.
 	token atomic.Int64
+	// expiredCtl counts expired control messages not yet summarised.
+	expiredCtl   atomic.Int64
+	expiredEvery time.Duration
 
 	hooks testHooks
 
@@ -134,7 +137,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	}
 	d := &Distributor{
 		cfg: cfg, conns: conns, log: log.With("distributor", cfg.Name),
-		reg: newRegistry(), owner: bus.NewID(),
+		reg: newRegistry(), owner: bus.NewID(), expiredEvery: 10 * time.Second,
 	}
 
 	// The control endpoint: its own queue and threads.
@@ -164,7 +167,8 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 		controlCfg.Retry = &bus.RetryPolicy{MaxAttempts: 3}
 	}
 	var err error
-	d.control, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name + ".control", Inbox: &controlCfg, Logger: cfg.Logger}, cmux)
+	controlLog := slog.New(&expiredFilter{next: log.Handler(), count: &d.expiredCtl})
+	d.control, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name + ".control", Inbox: &controlCfg, Logger: controlLog}, cmux)
 	if err != nil {
 		return nil, fmt.Errorf("distributor %q: controlInbox: %w", cfg.Name, err)
 	}
@@ -360,9 +364,10 @@ func (d *Distributor) startActive(parent context.Context) (*role, error) {
 	ctx, cancel := context.WithCancel(parent)
 	r := &role{cancel: cancel, done: make(chan struct{})}
 	var loops sync.WaitGroup
-	loops.Add(2)
+	loops.Add(3)
 	go func() { defer loops.Done(); d.distributeLoop(ctx) }()
 	go func() { defer loops.Done(); d.reclaimLoop(ctx) }()
+	go func() { defer loops.Done(); d.summariseExpired(ctx) }()
 	go func() { loops.Wait(); close(r.done) }()
 	d.log.Info("distributor active", "inbox", d.inbox.URI(), "control", d.control.Inbox().URI(),
 		"distribute", d.cfg.Distribute, "distributeSendCount", d.cfg.DistributeSendCount)
@@ -376,6 +381,7 @@ func (d *Distributor) stopActive() {
 		d.local.Stop(ctx)
 	}
 	d.control.Stop(ctx)
+	d.flushExpired()
 	d.active.Store(false)
 }
 
