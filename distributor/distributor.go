@@ -69,6 +69,8 @@ type testHooks struct {
 	probeFailed func()
 	// afterPass runs after each reclaim pass that reached the database.
 	afterPass func()
+	// lockPolled runs after each attempt to take or renew the lock.
+	lockPolled func(held bool)
 }
 
 // Stats counts what a distributor did.
@@ -278,6 +280,9 @@ func (d *Distributor) holdLock(ctx context.Context) {
 		}
 		if err == nil {
 			tok, err = store.AcquireLock(ctx, d.lockName(), d.owner, d.cfg.LockTTL)
+		}
+		if d.hooks.lockPolled != nil {
+			d.hooks.lockPolled(tok != 0)
 		}
 		switch {
 		case err != nil && ctx.Err() == nil:

@@ -100,3 +100,23 @@ func TestDistributorThatLostItsLockMovesNothing(t *testing.T) {
 		t.Fatalf("inbox holds %d ready, want 5", c.Ready)
 	}
 }
+
+// A standby takes over from an active distributor that died long before
+// the dead one's lease would have ended.
+func TestStandbyTakesOverBeforeLockTTL(t *testing.T) {
+	conns := pgConns(t)
+	const ttl = time.Minute
+	active := newIT(t, conns, Config{LockTTL: ttl})
+	startIT(t, active)
+	waitFor(t, 20*time.Second, "first distributor active", active.Active)
+	standby := newIT(t, conns, Config{LockTTL: ttl})
+	var polls atomic.Int64
+	standby.hooks.lockPolled = func(held bool) { polls.Add(1) }
+	startIT(t, standby)
+	waitFor(t, 20*time.Second, "the standby to try the lock", func() bool { return polls.Load() > 0 })
+	if standby.Active() {
+		t.Fatal("standby active while the first distributor lives")
+	}
+	crash(active)
+	waitFor(t, ttl/3, "the standby active", standby.Active)
+}
