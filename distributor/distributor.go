@@ -363,7 +363,7 @@ func (d *Distributor) startActive(parent context.Context) (*role, error) {
 	if recs, err := d.control.Inbox().Store().Workers(parent, d.control.Inbox().URI()); err != nil {
 		d.log.Warn("cannot read recorded workers; only announcing workers are known", "err", err)
 	} else {
-		d.reg.restore(recs)
+		d.reg.restore(recs, time.Now())
 	}
 	d.active.Store(true)
 	ctx, cancel := context.WithCancel(parent)
@@ -480,7 +480,7 @@ func (d *Distributor) reclaimLoop(ctx context.Context) {
 	defer t.Stop()
 	store := d.control.Inbox().Store()
 	lastContact := time.Now()
-	var lostAt time.Time // when contact was lost, zero while in contact
+	lost := false // the last pass could not reach the database
 	for {
 		select {
 		case <-ctx.Done():
@@ -494,8 +494,8 @@ func (d *Distributor) reclaimLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if lostAt.IsZero() {
-				lostAt = time.Now()
+			if !lost {
+				lost = true
 				d.log.Warn("distributor cannot reach the database; reclaiming paused, worker silence not counted", "err", err)
 			}
 			if d.hooks.probeFailed != nil {
@@ -508,7 +508,7 @@ func (d *Distributor) reclaimLoop(ctx context.Context) {
 			d.reg.excuse(gap-every, now)
 			d.log.Info("distributor in contact with the database again; worker silence meanwhile not counted", "outOfContact", gap.Round(time.Millisecond))
 		}
-		lastContact, lostAt = now, time.Time{}
+		lastContact, lost = now, false
 		cutoff := now.Add(-d.cfg.ReclaimAfter)
 		for _, w := range d.reg.silent(cutoff) {
 			if d.reclaim(ctx, w) {

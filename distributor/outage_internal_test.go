@@ -129,3 +129,33 @@ func TestOutageDoesNotReclaimLiveWorkers(t *testing.T) {
 		t.Fatalf("live worker's queue holds %d, want 3", c.Total())
 	}
 }
+
+// A distributor that takes over (or restarts after an outage) counts a
+// recorded worker's silence from when it started listening, not from the
+// record: the worker may have been speaking all along to nobody.
+func TestTakeoverCountsSilenceFromItsStart(t *testing.T) {
+	eachStore(t, func(t *testing.T, conns *queue.Connections) {
+		ctx := context.Background()
+		const wid, wq = "w1", "sql://default/it-w1-work"
+		enqueue(t, conns, wq, 2)
+		control, err := conns.Queue(ctx, itControl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Recorded by a previous distributor, an hour ago.
+		if err := control.Store().RecordWorker(ctx, control.URI(), queue.WorkerRecord{ID: wid, Session: bus.NewID(), Inbox: wq, LastSeen: time.Now().Add(-time.Hour)}); err != nil {
+			t.Fatal(err)
+		}
+		d := newIT(t, conns, Config{ReclaimAfter: 20 * time.Second})
+		var passes atomic.Int64
+		d.hooks.afterPass = func() { passes.Add(1) }
+		startIT(t, d)
+		waitFor(t, 30*time.Second, "a reclaim pass", func() bool { return passes.Load() > 0 })
+		if n := d.Stats().Reclaimed; n != 0 {
+			t.Fatalf("reclaimed %d at the first pass after takeover", n)
+		}
+		if c := counts(t, conns, wq); c.Total() != 2 {
+			t.Fatalf("worker queue holds %d, want 2", c.Total())
+		}
+	})
+}

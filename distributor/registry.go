@@ -315,8 +315,10 @@ func (r *registry) forget(id string, cutoff time.Time) (string, bool) {
 // restore adds the workers a previous distributor recorded, unless a newer
 // session of theirs is known already. They have no availabilities: they
 // get work again when they announce, and their queues are returned if they
-// stay silent.
-func (r *registry) restore(recs []queue.WorkerRecord) {
+// stay silent. Their silence is counted from now: whatever time passed
+// since the record (a takeover, a restart, an outage) this distributor
+// could not have heard them, and their queues are kept for ReclaimAfter.
+func (r *registry) restore(recs []queue.WorkerRecord, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rec := range recs {
@@ -326,7 +328,7 @@ func (r *registry) restore(recs []queue.WorkerRecord) {
 		if e, ok := r.ended[rec.ID]; ok && rec.Session <= e {
 			continue
 		}
-		r.workers[rec.ID] = &workerState{id: rec.ID, session: rec.Session, inbox: rec.Inbox, lastSeen: rec.LastSeen, persisted: rec.LastSeen}
+		r.workers[rec.ID] = &workerState{id: rec.ID, session: rec.Session, inbox: rec.Inbox, lastSeen: now, persisted: rec.LastSeen}
 	}
 }
 
