@@ -29,6 +29,9 @@ import (
 	"github.com/ferrybus/ferry/worker"
 )
 
+// DefaultLockTTL is the lock lease when Config sets none.
+const DefaultLockTTL = 5 * time.Second
+
 // Config configures a distributor.
 type Config struct {
 	// Name identifies the distributor endpoint. Required.
@@ -45,11 +48,29 @@ type Config struct {
 	// ReclaimAfter is how long a worker may stay silent before the messages
 	// in its queue are returned to the inbox. Default 60s.
 	ReclaimAfter time.Duration
-	// LockTTL bounds how long a crashed distributor holds the control inbox
-	// before a standby takes over. Default 15s.
+	// LockTTL bounds how long a distributor that stopped renewing its lock
+	// (frozen, cut off, or on SQLite crashed) holds the control inbox before
+	// a standby takes over; it renews every LockTTL/3. On PostgreSQL a
+	// crashed distributor's lock is free as soon as its database session
+	// ends. Default 5s.
 	LockTTL time.Duration
 	// Logger receives the distributor's events. Default slog.Default().
 	Logger *slog.Logger
+}
+
+// testHooks let tests interleave the loops with control messages deterministically.
+type testHooks struct {
+	// beforeMove runs in the distribute loop after it took a worker's
+	// availabilities and before it moves messages to that worker.
+	beforeMove func(worker, session string)
+	// afterMove runs after each move to a worker with what it moved.
+	afterMove func(n int, err error)
+	// probeFailed runs when a reclaim pass finds the database unreachable.
+	probeFailed func()
+	// afterPass runs after each reclaim pass that reached the database.
+	afterPass func()
+	// lockPolled runs after each attempt to take or renew the lock.
+	lockPolled func(held bool)
 }
 
 // Stats counts what a distributor did.
@@ -74,6 +95,13 @@ type Distributor struct {
 	owner   string
 
 	distributed, moves, reclaimed atomic.Int64
+	// token is the fencing token of the lock while held, else 0.
+	token atomic.Int64
+	// expiredCtl counts expired control messages not yet summarised.
+	expiredCtl   atomic.Int64
+	expiredEvery time.Duration
+
+	hooks testHooks
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -97,7 +125,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 		cfg.ReclaimAfter = 60 * time.Second
 	}
 	if cfg.LockTTL <= 0 {
-		cfg.LockTTL = 15 * time.Second
+		cfg.LockTTL = DefaultLockTTL
 	}
 	if cfg.ControlInbox.WorkQueue == "" {
 		return nil, fmt.Errorf("distributor %q: controlInbox.workQueue: required", cfg.Name)
@@ -111,20 +139,17 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	}
 	d := &Distributor{
 		cfg: cfg, conns: conns, log: log.With("distributor", cfg.Name),
-		reg: newRegistry(), owner: bus.NewID(),
+		reg: newRegistry(), owner: bus.NewID(), expiredEvery: 10 * time.Second,
 	}
 
 	// The control endpoint: its own queue and threads.
 	cmux := bus.NewMux()
 	bus.Handle(cmux, worker.TypeStarted, func(ctx context.Context, m *bus.Message, s worker.Started) error {
-		d.reg.started(s, time.Now())
-		d.persist(ctx, s.WorkerID, true)
-		d.log.Info("worker started", "worker", s.WorkerID, "session", s.Session, "inbox", s.Inbox, "threads", s.Threads)
+		d.onStarted(ctx, s)
 		return nil
 	})
 	bus.Handle(cmux, worker.TypeThreadAvailable, func(ctx context.Context, m *bus.Message, a worker.ThreadAvailable) error {
-		d.reg.available(a, time.Now())
-		d.persist(ctx, a.WorkerID, false)
+		d.onAvailable(ctx, a)
 		return nil
 	})
 	bus.Handle(cmux, worker.TypeHeartbeat, func(ctx context.Context, m *bus.Message, h worker.Heartbeat) error {
@@ -133,12 +158,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 		return nil
 	})
 	bus.Handle(cmux, worker.TypeStopping, func(ctx context.Context, m *bus.Message, s worker.Stopping) error {
-		if w := d.reg.stopping(s, time.Now()); w != nil {
-			d.log.Info("worker stopping; returning its queue", "worker", s.WorkerID, "session", s.Session)
-			if d.reclaim(ctx, *w) {
-				d.forget(ctx, w.id, time.Now())
-			}
-		}
+		d.onStopping(ctx, s)
 		return nil
 	})
 	controlCfg := cfg.ControlInbox
@@ -149,7 +169,8 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 		controlCfg.Retry = &bus.RetryPolicy{MaxAttempts: 3}
 	}
 	var err error
-	d.control, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name + ".control", Inbox: &controlCfg, Logger: cfg.Logger}, cmux)
+	controlLog := slog.New(&expiredFilter{next: log.Handler(), count: &d.expiredCtl})
+	d.control, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name + ".control", Inbox: &controlCfg, Logger: controlLog}, cmux)
 	if err != nil {
 		return nil, fmt.Errorf("distributor %q: controlInbox: %w", cfg.Name, err)
 	}
@@ -172,6 +193,28 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 		}
 	}
 	return d, nil
+}
+
+func (d *Distributor) onStarted(ctx context.Context, s worker.Started) {
+	d.reg.started(s, time.Now())
+	d.persist(ctx, s.WorkerID, true)
+	d.log.Info("worker started", "worker", s.WorkerID, "session", s.Session, "inbox", s.Inbox, "threads", s.Threads)
+}
+
+func (d *Distributor) onAvailable(ctx context.Context, a worker.ThreadAvailable) {
+	d.reg.available(a, time.Now())
+	d.persist(ctx, a.WorkerID, false)
+}
+
+// onStopping ends the session and returns its queue. A move to it already
+// in flight is undone by the distribute loop once it lands (see landed).
+func (d *Distributor) onStopping(ctx context.Context, s worker.Stopping) {
+	if w := d.reg.stopping(s, time.Now()); w != nil {
+		d.log.Info("worker stopping; returning its queue", "worker", s.WorkerID, "session", s.Session)
+		if d.reclaim(ctx, *w) {
+			d.forget(ctx, w.id, time.Now())
+		}
+	}
 }
 
 // Stats returns the distributor's counters.
@@ -204,30 +247,75 @@ func (d *Distributor) Start(ctx context.Context) error {
 }
 
 // holdLock takes and renews the lock; it starts the active role when it has
-// it and stops it when it loses it.
+// it and stops it when it loses it. The active distributor renews every
+// LockTTL/3; a standby tries twice a second, so that it takes over within a
+// second of the holder's death on PostgreSQL (where a dead holder's session,
+// and with it its claim, ends at once) and within LockTTL on SQLite.
 func (d *Distributor) holdLock(ctx context.Context) {
 	defer d.wg.Done()
 	store := d.control.Inbox().Store()
-	every := d.cfg.LockTTL / 3
+	renew := d.cfg.LockTTL / 3
+	poll := min(renew, 500*time.Millisecond)
 	var r *role
-	defer func() { r.stop(d) }()
-	standbyLogged := false
+	var sess *queue.LockSession
+	defer func() {
+		r.stop(d)
+		d.token.Store(0)
+		sess.Close()
+	}()
+	standbyLogged, failing := false, false
 	for {
-		ok, err := store.TryLock(ctx, d.lockName(), d.owner, d.cfg.LockTTL)
+		var tok int64
+		var err error
+		// The session marks this distributor alive; reopen it when its
+		// connection died (its claim on the lock went with it).
+		if sess != nil {
+			if aerr := sess.Alive(ctx); aerr != nil {
+				sess.Close()
+				sess = nil
+			}
+		}
+		if sess == nil {
+			sess, err = store.OpenLockSession(ctx, d.lockName(), d.owner)
+		}
+		if err == nil {
+			tok, err = store.AcquireLock(ctx, d.lockName(), d.owner, d.cfg.LockTTL)
+		}
+		if d.hooks.lockPolled != nil {
+			d.hooks.lockPolled(tok != 0)
+		}
 		switch {
 		case err != nil && ctx.Err() == nil:
-			d.log.Warn("distributor lock renewal failed", "err", err)
-		case ok && r == nil:
+			if !failing {
+				d.log.Warn("distributor lock renewal failed", "err", err)
+			}
+			failing = true
+		case tok != 0 && r == nil:
+			failing = false
+			d.token.Store(tok)
 			if r, err = d.startActive(ctx); err != nil {
 				d.log.Error("distributor failed to start", "err", err)
 			}
-		case !ok && err == nil && r != nil:
+		case tok != 0:
+			if failing {
+				d.log.Info("distributor lock renewed again")
+			}
+			failing = false
+			d.token.Store(tok)
+		case r != nil:
+			failing = false
+			d.token.Store(0)
 			d.log.Warn("distributor lost its lock; standing by")
 			r.stop(d)
 			r = nil
-		case !ok && err == nil && r == nil && !standbyLogged:
+		case !standbyLogged:
+			failing = false
 			standbyLogged = true
 			d.log.Info("another distributor holds the control inbox; standing by", "lock", d.lockName())
+		}
+		every := renew
+		if r == nil {
+			every = poll
 		}
 		select {
 		case <-ctx.Done():
@@ -235,6 +323,12 @@ func (d *Distributor) holdLock(ctx context.Context) {
 		case <-time.After(every):
 		}
 	}
+}
+
+// fence is the current holding of the lock, for moves and reclaims: a
+// statement fenced with it moves nothing once another distributor took over.
+func (d *Distributor) fence() queue.Fence {
+	return d.control.Inbox().Store().Fence(d.lockName(), d.token.Load())
 }
 
 // role is the running active side of a distributor.
@@ -269,15 +363,16 @@ func (d *Distributor) startActive(parent context.Context) (*role, error) {
 	if recs, err := d.control.Inbox().Store().Workers(parent, d.control.Inbox().URI()); err != nil {
 		d.log.Warn("cannot read recorded workers; only announcing workers are known", "err", err)
 	} else {
-		d.reg.restore(recs)
+		d.reg.restore(recs, time.Now())
 	}
 	d.active.Store(true)
 	ctx, cancel := context.WithCancel(parent)
 	r := &role{cancel: cancel, done: make(chan struct{})}
 	var loops sync.WaitGroup
-	loops.Add(2)
+	loops.Add(3)
 	go func() { defer loops.Done(); d.distributeLoop(ctx) }()
 	go func() { defer loops.Done(); d.reclaimLoop(ctx) }()
+	go func() { defer loops.Done(); d.summariseExpired(ctx) }()
 	go func() { loops.Wait(); close(r.done) }()
 	d.log.Info("distributor active", "inbox", d.inbox.URI(), "control", d.control.Inbox().URI(),
 		"distribute", d.cfg.Distribute, "distributeSendCount", d.cfg.DistributeSendCount)
@@ -291,6 +386,7 @@ func (d *Distributor) stopActive() {
 		d.local.Stop(ctx)
 	}
 	d.control.Stop(ctx)
+	d.flushExpired()
 	d.active.Store(false)
 }
 
@@ -321,6 +417,9 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			continue
 		}
 		a := as[0]
+		if d.hooks.beforeMove != nil {
+			d.hooks.beforeMove(a.worker, a.session)
+		}
 		wake := d.inbox.Wake()
 		dst, err := d.conns.Queue(ctx, a.inbox)
 		if err != nil {
@@ -329,8 +428,11 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			continue
 		}
 		per := d.cfg.DistributeSendCount
-		n, err := d.inbox.MoveReady(ctx, dst, per*len(as), map[string]string{
-			bus.HeaderDistributedTo: a.inbox, bus.HeaderDistributedFrom: d.inbox.URI()})
+		n, err := d.inbox.MoveReadyFenced(ctx, dst, per*len(as), map[string]string{
+			bus.HeaderDistributedTo: a.inbox, bus.HeaderDistributedFrom: d.inbox.URI()}, d.fence())
+		if d.hooks.afterMove != nil {
+			d.hooks.afterMove(n, err)
+		}
 		if err != nil {
 			d.reg.settle(as, 0)
 			if ctx.Err() != nil {
@@ -345,6 +447,14 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			d.moves.Add(1)
 			poll = 10 * time.Millisecond
 			d.reg.settle(as, (n+per-1)/per)
+			if w, gone := d.reg.landed(as); gone {
+				// The session stopped (or was forgotten) while the move ran:
+				// nobody will take these, so give them back now.
+				d.log.Info("worker stopped while messages were moved to it; returning its queue", "worker", w.id, "session", w.session, "messages", n)
+				if d.reclaim(ctx, w) {
+					d.forget(ctx, w.id, time.Now())
+				}
+			}
 			continue
 		}
 		// Nothing to send: keep the availabilities and wait for the inbox.
@@ -359,22 +469,54 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 	}
 }
 
-// reclaimLoop returns the queues of silent workers to the inbox.
+// reclaimLoop returns the queues of silent workers to the inbox. Silence is
+// measured only over time the distributor was in contact with the database:
+// each pass first checks it can reach it, and after a gap (an outage, or the
+// process frozen) the workers' last sightings move forward by the gap, since
+// their messages could not have reached it either.
 func (d *Distributor) reclaimLoop(ctx context.Context) {
 	every := min(max(d.cfg.ReclaimAfter/4, 50*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	store := d.control.Inbox().Store()
+	lastContact := time.Now()
+	lost := false // the last pass could not reach the database
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		cutoff := time.Now().Add(-d.cfg.ReclaimAfter)
+		pctx, cancel := context.WithTimeout(ctx, max(every, 2*time.Second))
+		_, err := store.DB().ExecContext(pctx, `SELECT 1`)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !lost {
+				lost = true
+				d.log.Warn("distributor cannot reach the database; reclaiming paused, worker silence not counted", "err", err)
+			}
+			if d.hooks.probeFailed != nil {
+				d.hooks.probeFailed()
+			}
+			continue
+		}
+		now := time.Now()
+		if gap := now.Sub(lastContact); gap > 2*every {
+			d.reg.excuse(gap-every, now)
+			d.log.Info("distributor in contact with the database again; worker silence meanwhile not counted", "outOfContact", gap.Round(time.Millisecond))
+		}
+		lastContact, lost = now, false
+		cutoff := now.Add(-d.cfg.ReclaimAfter)
 		for _, w := range d.reg.silent(cutoff) {
 			if d.reclaim(ctx, w) {
 				d.forget(ctx, w.id, cutoff)
 			}
+		}
+		if d.hooks.afterPass != nil {
+			d.hooks.afterPass()
 		}
 	}
 }
@@ -390,7 +532,7 @@ func (d *Distributor) reclaim(ctx context.Context, w workerState) bool {
 	}
 	total := 0
 	for {
-		n, err := src.MoveReady(ctx, d.inbox, 1000, map[string]string{bus.HeaderDistributedTo: ""})
+		n, err := src.MoveReadyFenced(ctx, d.inbox, 1000, map[string]string{bus.HeaderDistributedTo: ""}, d.fence())
 		if err != nil {
 			d.log.Error("reclaim failed", "worker", w.id, "err", err)
 			return false

@@ -115,6 +115,8 @@ type workerOpts struct {
 	interval time.Duration
 	lease    time.Duration
 	work     func(ctx context.Context, id string, j Job) error
+	// attempt, when set, sees each job's delivery count.
+	attempt func(n, attempt int)
 }
 
 func startWorker(t *testing.T, conns *queue.Connections, id string, o workerOpts) *worker.Worker {
@@ -122,6 +124,9 @@ func startWorker(t *testing.T, conns *queue.Connections, id string, o workerOpts
 	ctx := context.Background()
 	mux := bus.NewMux()
 	bus.Handle(mux, "job", func(ctx context.Context, m *bus.Message, j Job) error {
+		if o.attempt != nil {
+			o.attempt(j.N, m.Attempt)
+		}
 		return o.work(ctx, id, j)
 	})
 	if o.interval == 0 {

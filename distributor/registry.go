@@ -42,6 +42,9 @@ type registry struct {
 	// held counts availabilities taken by the distribute loop and not yet
 	// settled: they are live, only out of the list while a move runs.
 	held int
+	// ended remembers, per worker id, the last session that said Stopping
+	// and was forgotten, so that its late messages cannot bring it back.
+	ended map[string]string
 }
 
 type availKey struct {
@@ -50,7 +53,7 @@ type availKey struct {
 }
 
 func newRegistry() *registry {
-	return &registry{workers: map[string]*workerState{}, index: map[availKey]*availability{}, changed: make(chan struct{})}
+	return &registry{workers: map[string]*workerState{}, index: map[availKey]*availability{}, ended: map[string]string{}, changed: make(chan struct{})}
 }
 
 // signal wakes whoever waits on changes. Call with mu held.
@@ -68,8 +71,12 @@ func (r *registry) wait() <-chan struct{} {
 
 // session admits a message of session for worker id: it reports false for a
 // message of an older session, and replaces an older session with a newer
-// one (dropping its availabilities). Call with mu held.
+// one (dropping its availabilities). A session that stopped and was
+// forgotten stays ended. Call with mu held.
 func (r *registry) session(id, session, inbox string, now time.Time) (*workerState, bool) {
+	if e, ok := r.ended[id]; ok && session <= e {
+		return nil, false
+	}
 	w, ok := r.workers[id]
 	if !ok {
 		w = &workerState{id: id, session: session, inbox: inbox}
@@ -208,6 +215,30 @@ func (r *registry) settle(as []*availability, used int) {
 	}
 }
 
+// landed reports, after a move into the queue of the session that as (from
+// takeWorker) belong to, whether that session ended meanwhile (it said
+// Stopping, or was forgotten): then the move must be undone by returning the
+// worker's queue, since nobody will reclaim it otherwise. The check runs
+// under the same lock as Stopping, so either Stopping saw the moved messages
+// or this sees Stopping.
+func (r *registry) landed(as []*availability) (workerState, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	a := as[0]
+	gone := workerState{id: a.worker, session: a.session, inbox: a.inbox, stopping: true}
+	if e, ok := r.ended[a.worker]; ok && a.session <= e {
+		return gone, true
+	}
+	w, ok := r.workers[a.worker]
+	switch {
+	case !ok:
+		return gone, true
+	case w.session == a.session && w.stopping:
+		return *w, true
+	}
+	return workerState{}, false
+}
+
 // putBackLocked returns an unused availability to the front, unless a fresher
 // announcement of the same thread arrived meanwhile.
 // Call with mu held.
@@ -252,6 +283,20 @@ func (r *registry) silent(cutoff time.Time) []workerState {
 	return out
 }
 
+// excuse moves every worker's last sighting forward by gap (not past now):
+// time during which the distributor could not hear from anyone.
+func (r *registry) excuse(gap time.Duration, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, w := range r.workers {
+		if seen := w.lastSeen.Add(gap); seen.Before(now) {
+			w.lastSeen = seen
+		} else {
+			w.lastSeen = now
+		}
+	}
+}
+
 // forget removes a worker that is gone and whose queue is empty, unless it
 // came back since, and returns the session it forgot.
 func (r *registry) forget(id string, cutoff time.Time) (string, bool) {
@@ -259,6 +304,9 @@ func (r *registry) forget(id string, cutoff time.Time) (string, bool) {
 	defer r.mu.Unlock()
 	if w, ok := r.workers[id]; ok && (w.stopping || w.lastSeen.Before(cutoff)) {
 		delete(r.workers, id)
+		if w.stopping {
+			r.ended[id] = w.session
+		}
 		return w.session, true
 	}
 	return "", false
@@ -267,15 +315,20 @@ func (r *registry) forget(id string, cutoff time.Time) (string, bool) {
 // restore adds the workers a previous distributor recorded, unless a newer
 // session of theirs is known already. They have no availabilities: they
 // get work again when they announce, and their queues are returned if they
-// stay silent.
-func (r *registry) restore(recs []queue.WorkerRecord) {
+// stay silent. Their silence is counted from now: whatever time passed
+// since the record (a takeover, a restart, an outage) this distributor
+// could not have heard them, and their queues are kept for ReclaimAfter.
+func (r *registry) restore(recs []queue.WorkerRecord, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rec := range recs {
 		if w, ok := r.workers[rec.ID]; ok && w.session >= rec.Session {
 			continue
 		}
-		r.workers[rec.ID] = &workerState{id: rec.ID, session: rec.Session, inbox: rec.Inbox, lastSeen: rec.LastSeen, persisted: rec.LastSeen}
+		if e, ok := r.ended[rec.ID]; ok && rec.Session <= e {
+			continue
+		}
+		r.workers[rec.ID] = &workerState{id: rec.ID, session: rec.Session, inbox: rec.Inbox, lastSeen: now, persisted: rec.LastSeen}
 	}
 }
 

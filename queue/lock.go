@@ -3,32 +3,116 @@ package queue
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"time"
 )
 
-// TryLock takes or renews the named lock for owner until ttl from now. It
-// succeeds when the lock is free, expired, or already owner's; a process that
-// dies loses the lock when its lease ends.
-func (s *Store) TryLock(ctx context.Context, name, owner string, ttl time.Duration) (bool, error) {
+// AcquireLock takes or renews the named lock for owner until ttl from now
+// and returns its fencing token, or 0 when another owner holds it. The
+// token stays the same while owner renews and grows each time the lock
+// changes hands, so statements fenced with it (see Fence) stop acting for
+// a holder that lost it.
+//
+// The lock is free when it is expired or released, and on PostgreSQL also
+// when its holder has no LockSession (see OpenLockSession): a holder that
+// died (its connection closed) loses the lock at once, not after ttl. So on
+// PostgreSQL an owner opens its session before it acquires.
+func (s *Store) AcquireLock(ctx context.Context, name, owner string, ttl time.Duration) (int64, error) {
 	now := time.Now()
-	res, err := s.exec(ctx, s.db.Rebind(`INSERT INTO ferry_locks (name, owner, expires_at) VALUES (?, ?, ?)
-ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
-WHERE ferry_locks.owner = excluded.owner OR ferry_locks.expires_at < ?`), name, owner, micros(now.Add(ttl)), micros(now))
-	if err != nil {
-		return false, fmt.Errorf("queue: lock %q: %w", name, err)
+	q := `INSERT INTO ferry_locks (name, owner, expires_at, token) VALUES (?, ?, ?, ?)
+ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
+ token = CASE WHEN ferry_locks.owner = excluded.owner THEN ferry_locks.token ELSE ferry_locks.token + 1 END
+WHERE ferry_locks.owner = excluded.owner OR ferry_locks.expires_at < ?`
+	if s.dialect == Postgres {
+		// A holder whose session lock can be taken has no session any more.
+		q += ` OR (CASE WHEN pg_try_advisory_lock(` + sessionKey("ferry_locks.name", "ferry_locks.owner") + `)
+ THEN pg_advisory_unlock(` + sessionKey("ferry_locks.name", "ferry_locks.owner") + `) ELSE false END)`
 	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return false, fmt.Errorf("queue: lock %q: %w", name, err)
+	q += ` RETURNING token`
+	// A fresh row starts from the clock, so a token never repeats even if
+	// the row was deleted (as older versions did on unlock).
+	var tok int64
+	s.ops.Add(1)
+	unlock := s.lockWrites()
+	err := s.db.QueryRowxContext(ctx, s.db.Rebind(q), name, owner, micros(now.Add(ttl)), micros(now), micros(now)).Scan(&tok)
+	unlock()
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
 	}
-	return n == 1, nil
+	if err != nil {
+		return 0, fmt.Errorf("queue: lock %q: %w", name, err)
+	}
+	return tok, nil
 }
 
-// Unlock frees the named lock if owner holds it.
+// sessionKey is the SQL of the advisory lock key that marks owner's session
+// alive for lock name, scoped to the schema.
+func sessionKey(name, owner string) string {
+	return `hashtextextended(current_schema() || ':ferry_lock:' || ` + name + ` || ':' || ` + owner + `, 0)`
+}
+
+// LockSession marks a lock owner alive for as long as one database session
+// lasts (PostgreSQL): it holds an advisory lock on a dedicated connection,
+// which the server drops the moment the process dies or the connection
+// closes. AcquireLock then treats that owner's lock as free.
+type LockSession struct {
+	conn *sql.Conn
+}
+
+// OpenLockSession opens owner's session for lock name. On SQLite, which
+// has no sessions, it returns nil and the lock is a plain lease.
+func (s *Store) OpenLockSession(ctx context.Context, name, owner string) (*LockSession, error) {
+	if s.dialect != Postgres {
+		return nil, nil
+	}
+	conn, err := s.db.Conn(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("queue: lock %q: session connection: %w", name, err)
+	}
+	var ok bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock(`+sessionKey("$1::text", "$2::text")+`)`, name, owner).Scan(&ok); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("queue: lock %q: session lock: %w", name, err)
+	}
+	if !ok {
+		conn.Close()
+		return nil, fmt.Errorf("queue: lock %q: session lock of owner %q is held by another session", name, owner)
+	}
+	return &LockSession{conn: conn}, nil
+}
+
+// Alive reports an error when the session's connection no longer answers:
+// its lock is then gone, and a new session must be opened.
+func (l *LockSession) Alive(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	if _, err := l.conn.ExecContext(ctx, `SELECT 1`); err != nil {
+		return fmt.Errorf("queue: lock session: %w", err)
+	}
+	return nil
+}
+
+// Close ends the session, which frees its lock. A nil session is a no-op.
+func (l *LockSession) Close() error {
+	if l == nil {
+		return nil
+	}
+	// Closing the connection ends the server session and with it the lock;
+	// a raw close rather than a return to the pool.
+	_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
+	if err := l.conn.Close(); err != nil && !errors.Is(err, sql.ErrConnDone) {
+		return fmt.Errorf("queue: close lock session: %w", err)
+	}
+	return nil
+}
+
+// Unlock frees the named lock if owner holds it. The row stays, with its
+// token, so tokens keep growing across holders.
 func (s *Store) Unlock(ctx context.Context, name, owner string) error {
-	if _, err := s.exec(ctx, s.db.Rebind(`DELETE FROM ferry_locks WHERE name = ? AND owner = ?`), name, owner); err != nil {
+	if _, err := s.exec(ctx, s.db.Rebind(`UPDATE ferry_locks SET owner = '', expires_at = 0 WHERE name = ? AND owner = ?`), name, owner); err != nil {
 		return fmt.Errorf("queue: unlock %q: %w", name, err)
 	}
 	return nil
@@ -51,4 +135,31 @@ func (s *Store) LockOwner(ctx context.Context, name string) (string, time.Time, 
 		return "", time.Time{}, nil
 	}
 	return row.Owner, fromMicros(row.ExpiresAt), nil
+}
+
+// Fence is one holding of a lock: a statement fenced with it acts only
+// while the lock's token is still Token, checked in the statement itself.
+type Fence struct {
+	store *Store
+	name  string
+	token int64
+}
+
+// Fence returns the fence of lock name as held with token (from AcquireLock).
+func (s *Store) Fence(name string, token int64) Fence {
+	return Fence{store: s, name: name, token: token}
+}
+
+// ErrFenced is returned by a fenced move, checked apart from the move (across
+// databases), that found its lock had changed hands.
+var ErrFenced = errors.New("lock lost: fencing token is stale")
+
+// Held reports whether the fence's lock still has its token.
+func (f Fence) Held(ctx context.Context) (bool, error) {
+	var n int
+	err := f.store.db.GetContext(ctx, &n, f.store.db.Rebind(`SELECT COUNT(*) FROM ferry_locks WHERE name = ? AND token = ?`), f.name, f.token)
+	if err != nil {
+		return false, fmt.Errorf("queue: check lock %q: %w", f.name, err)
+	}
+	return n == 1, nil
 }

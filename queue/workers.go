@@ -52,3 +52,25 @@ func (s *Store) ForgetWorker(ctx context.Context, controlQueue, workerID, sessio
 	}
 	return nil
 }
+
+// ReleaseLeased ends every lease held on the queue's messages and returns
+// how many it ended. It is for a consumer that owns the queue alone, such
+// as a worker's own work queue, when it starts a new session: what its
+// predecessor held is handled now rather than when those leases run out.
+// Delivery counts are kept, so each comes back as a redelivery.
+func (q *SQLQueue) ReleaseLeased(ctx context.Context) (int, error) {
+	now := micros(time.Now())
+	res, err := q.store.execConsume(ctx, q.store.db.Rebind(`UPDATE ferry_messages SET visible_at = ?, lease_token = 0
+WHERE queue = ? AND lease_token <> 0 AND visible_at > ?`), now, q.name, now)
+	if err != nil {
+		return 0, q.errorf("release leased", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, q.errorf("release leased", err)
+	}
+	if n > 0 {
+		q.store.notify(ctx, q.name)
+	}
+	return int(n), nil
+}

@@ -158,8 +158,15 @@ func (w *Worker) Session() string {
 	return w.session
 }
 
-// Start opens a new session, announces it and starts handling.
+// Start opens a new session, announces it and starts handling. What a
+// previous session of this worker still held leased in its queue (it died)
+// is taken back at once: the queue is this worker's alone.
 func (w *Worker) Start(ctx context.Context) error {
+	if n, err := w.ep.Inbox().ReleaseLeased(ctx); err != nil {
+		w.log.Warn("cannot take back messages a previous session held; they return when their leases end", "err", err)
+	} else if n > 0 {
+		w.log.Info("took back messages a previous session of this worker held", "messages", n, "inbox", w.ep.Inbox().URI())
+	}
 	w.mu.Lock()
 	w.session = bus.NewID()
 	w.idle = map[int]time.Time{}
