@@ -162,7 +162,7 @@ func (c *Config) checkValues() []error {
 			l.inbox(key+".controlInbox", ep.ControlInbox)
 		}
 		l.duration(key+".reclaimAfter", ep.ReclaimAfter, minInterval, maxReclaimAfter, "60s", false)
-		l.duration(key+".lockTTL", ep.LockTTL, minInterval, maxLockTTL, "15s", false)
+		l.duration(key+".lockTTL", ep.LockTTL, minInterval, maxLockTTL, "5s", false)
 		if ep.ControlInbox == nil {
 			for _, k := range []string{"reclaimAfter", "lockTTL"} {
 				if c.given[key+"."+k] {
@@ -171,7 +171,7 @@ func (c *Config) checkValues() []error {
 			}
 		}
 		if ep.Worker != nil {
-			l.duration(key+".worker.availabilityInterval", ep.Worker.AvailabilityInterval, minInterval, maxAvailabilityInterval, "15s", false)
+			l.duration(key+".worker.availabilityInterval", ep.Worker.AvailabilityInterval, minInterval, maxAvailabilityInterval, "5s", false)
 		}
 		for i, h := range ep.Handlers {
 			if h.HTTP != nil {
