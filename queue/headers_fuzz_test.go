@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"maps"
 	"testing"
+	"unicode/utf8"
 )
 
 // FuzzDecodeHeadersAll: decodeHeaders, as a receive runs it on every row a
-// peer wrote, never panics or hangs on any input, and agrees with
-// encoding/json on every one: the same error or the same headers.
+// peer wrote, never panics or hangs on any input, refuses invalid UTF-8
+// (encoding/json would replace the bad bytes: the headers would be altered),
+// and otherwise agrees with encoding/json: the same error or the same headers.
 func FuzzDecodeHeadersAll(f *testing.F) {
 	for _, s := range headerSeeds {
 		f.Add(s)
@@ -22,6 +24,12 @@ func FuzzDecodeHeadersAll(f *testing.F) {
 		if s == "" || s == "{}" {
 			if got != nil || err != nil {
 				t.Fatalf("decodeHeaders(%q) = %v, %v; want no headers", s, got, err)
+			}
+			return
+		}
+		if !utf8.ValidString(s) {
+			if err == nil {
+				t.Fatalf("decodeHeaders(%q) = %v; want an error for invalid UTF-8", s, got)
 			}
 			return
 		}
