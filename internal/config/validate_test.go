@@ -100,7 +100,7 @@ func TestParseOutOfRange(t *testing.T) {
 			key: "endpoints.worker.inbox.retry.exponential.factor", want: []string{"0 is not allowed"}},
 		{name: "zero maxAttempts in a rule", mut: mut(set("endpoints.worker.inbox.rules", []any{map[string]any{"types": []any{"*"}, "action": "retry", "retry": map[string]any{"maxAttempts": 0}}})),
 			key: "endpoints.worker.inbox.rules[0].retry.maxAttempts", want: []string{"0 is not allowed"}},
-		{name: "zero lockTTL", mut: mut(set("endpoints.distributor.lockTTL", "0s")), key: "endpoints.distributor.lockTTL", want: []string{"0 is not allowed", "15s"}},
+		{name: "zero lockTTL", mut: mut(set("endpoints.distributor.lockTTL", "0s")), key: "endpoints.distributor.lockTTL", want: []string{"0 is not allowed", "5s"}},
 		{name: "huge lockTTL", mut: mut(set("endpoints.distributor.lockTTL", "5h")), key: "endpoints.distributor.lockTTL", want: []string{"too long"}},
 		{name: "lockTTL on a worker", mut: mut(set("endpoints.worker.lockTTL", "5s")), key: "endpoints.worker.lockTTL", want: []string{"only for a distributor"}},
 	}
