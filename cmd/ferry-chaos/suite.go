@@ -57,6 +57,7 @@ type result struct {
 	Stuck           int // sent, never handled, still in a queue at the deadline
 	Duplicates      int // extra handlings
 	Explained       int // of which the earlier handling ran in a process killed later
+	Outage          int // of which the earlier handling ran just before or while the database was down (its ack failed)
 	Unexplained     int
 	Drain           time.Duration // from the end of the load to the last message handled
 	Drained         bool
@@ -263,9 +264,10 @@ func runScenario(ctx context.Context, o *options, s scenario, store string, cl *
 	}
 	e.mu.Lock()
 	kills := append([]event(nil), e.kills...)
+	outages := append([][2]time.Time(nil), e.faults...)
 	e.mu.Unlock()
 	r.ByWorker = map[string]int{}
-	for _, hs := range seen {
+	for n, hs := range seen {
 		for _, h := range hs {
 			r.ByWorker[h.worker]++
 			if h.attempt > 1 {
@@ -274,10 +276,17 @@ func runScenario(ctx context.Context, o *options, s scenario, store string, cl *
 		}
 		for i := 0; i < len(hs)-1; i++ {
 			r.Duplicates++
-			if killedAfter(kills, hs[i]) {
+			switch {
+			case killedAfter(kills, hs[i]):
 				r.Explained++
-			} else {
+			case inOutage(outages, hs[i]):
+				r.Outage++
+			default:
 				r.Unexplained++
+				if r.Unexplained <= 5 {
+					o.log.Warn("unexplained duplicate", "scenario", s.name, "store", store, "n", n,
+						"sentAt", sent[n].Format(time.StampMilli), "handlings", fmtHandlings(hs))
+				}
 			}
 		}
 	}
@@ -297,12 +306,34 @@ func runScenario(ctx context.Context, o *options, s scenario, store string, cl *
 	return r
 }
 
+func fmtHandlings(hs []handling) string {
+	var parts []string
+	for _, h := range hs {
+		parts = append(parts, fmt.Sprintf("%s attempt %d at %s", h.worker, h.attempt, h.at.Format(time.StampMilli)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// inOutage says whether handling h started while the database was down, or
+// in the 2 s before: its ack (committed a moment after the handler) then
+// fails, and ferry delivers the message again.
+func inOutage(outages [][2]time.Time, h handling) bool {
+	for _, o := range outages {
+		if !h.at.Before(o[0].Add(-2*time.Second)) && !h.at.After(o[1]) {
+			return true
+		}
+	}
+	return false
+}
+
 // killedAfter says whether the process that made handling h was killed with
-// kill -9 after h started (so its ack may never have happened).
+// kill -9 soon after h started (within 2 s: its ack, committed a moment
+// after the handler returns, may never have happened).
 func killedAfter(kills []event, h handling) bool {
 	for _, k := range kills {
 		if k.proc == h.worker && !k.at.Before(h.at) {
-			return true
+			// The first kill after h is the incarnation that ran it.
+			return k.at.Sub(h.at) <= 2*time.Second
 		}
 	}
 	return false
@@ -311,7 +342,7 @@ func killedAfter(kills []event, h handling) bool {
 // printTable writes the results as a Markdown table.
 func printTable(w io.Writer, rs []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', tabwriter.Debug)
-	fmt.Fprintln(tw, "| scenario\t store\t messages\t lost\t duplicates (explained / unexplained)\t time to drain\t recovered without restart\t figure\t")
+	fmt.Fprintln(tw, "| scenario\t store\t messages\t lost\t duplicates (kill -9 / db outage / unexplained)\t time to drain\t recovered without restart\t figure\t")
 	fmt.Fprintln(tw, "|---\t---\t---\t---\t---\t---\t---\t---\t")
 	for _, r := range rs {
 		msgs := fmt.Sprint(r.Messages)
@@ -330,8 +361,8 @@ func printTable(w io.Writer, rs []result) {
 		if r.Err != nil {
 			fig += " ERROR: " + strings.ReplaceAll(r.Err.Error(), "\n", "; ")
 		}
-		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %d (%d / %d)\t %s\t %s\t %s\t\n",
-			r.Scenario, r.Store, msgs, lost, r.Duplicates, r.Explained, r.Unexplained, drain, r.Recovered, fig)
+		fmt.Fprintf(tw, "| %s\t %s\t %s\t %s\t %d (%d / %d / %d)\t %s\t %s\t %s\t\n",
+			r.Scenario, r.Store, msgs, lost, r.Duplicates, r.Explained, r.Outage, r.Unexplained, drain, r.Recovered, fig)
 	}
 	tw.Flush()
 }
