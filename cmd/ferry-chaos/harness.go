@@ -177,10 +177,11 @@ type proc struct {
 	stopped bool // the suite signalled it
 }
 
-// event is a fault the suite injected, for explaining duplicates.
+// event is a kill -9 the suite made, for explaining duplicates: from the
+// signal to the moment the process was seen dead.
 type event struct {
-	proc string
-	at   time.Time
+	proc     string
+	at, dead time.Time
 }
 
 // env is one scenario's running cluster of ferry processes.
@@ -255,7 +256,7 @@ func (e *env) kill9(name string) error {
 		return fmt.Errorf("kill -9 %s (pid %d): still running after 10s", name, p.cmd.Process.Pid)
 	}
 	e.mu.Lock()
-	e.kills = append(e.kills, event{proc: name, at: at})
+	e.kills = append(e.kills, event{proc: name, at: at, dead: time.Now()})
 	e.mu.Unlock()
 	return nil
 }

@@ -328,10 +328,12 @@ func inOutage(outages [][2]time.Time, h handling) bool {
 
 // killedAfter says whether the process that made handling h was killed with
 // kill -9 soon after h started (within 2 s: its ack, committed a moment
-// after the handler returns, may never have happened).
+// after the handler returns, may never have happened). The target may
+// record a request a little after the signal (it was on its way), so the
+// kill counts until the process was seen dead.
 func killedAfter(kills []event, h handling) bool {
 	for _, k := range kills {
-		if k.proc == h.worker && !k.at.Before(h.at) {
+		if k.proc == h.worker && !k.dead.Before(h.at) {
 			// The first kill after h is the incarnation that ran it.
 			return k.at.Sub(h.at) <= 2*time.Second
 		}
