@@ -11,7 +11,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	_ "github.com/lib/pq" // the PostgreSQL driver for the suite's own checks
@@ -76,11 +78,14 @@ func createCluster(ctx context.Context, startPort int, log *slog.Logger) (*clust
 	if why := clusterAvailable(); why != "" {
 		return nil, errors.New("throwaway cluster: " + why)
 	}
+	dropStale(ctx, log)
 	port, err := freePort(startPort)
 	if err != nil {
 		return nil, fmt.Errorf("throwaway cluster: %w", err)
 	}
-	c := &cluster{version: pgVersion(), name: fmt.Sprintf("ferrychaos%d", port), port: port, log: log}
+	// The name carries the suite's pid, so that a later run can drop the
+	// cluster of a suite that was killed before it could.
+	c := &cluster{version: pgVersion(), name: fmt.Sprintf("ferrychaos%d_%d", port, os.Getpid()), port: port, log: log}
 	if err := c.cmd(ctx, "pg_createcluster", "-p", fmt.Sprint(port), c.version, c.name, "--",
 		"--auth=trust", "--no-sync"); err != nil {
 		c.drop()
@@ -92,6 +97,23 @@ func createCluster(ctx context.Context, startPort int, log *slog.Logger) (*clust
 	}
 	log.Info("throwaway cluster started", "version", c.version, "name", c.name, "port", port)
 	return c, nil
+}
+
+// dropStale drops the clusters of suites that died without dropping them
+// (killed by SIGKILL): those named ferrychaos<port>_<pid> whose pid is gone.
+func dropStale(ctx context.Context, log *slog.Logger) {
+	v := pgVersion()
+	dirs, _ := filepath.Glob(filepath.Join("/etc/postgresql", v, "ferrychaos*_*"))
+	for _, d := range dirs {
+		name := filepath.Base(d)
+		pid, err := strconv.Atoi(name[strings.LastIndexByte(name, '_')+1:])
+		if err != nil || pid <= 0 || syscall.Kill(pid, 0) != syscall.ESRCH {
+			continue // not ours, or its suite still runs
+		}
+		c := &cluster{version: v, name: name, log: log}
+		log.Warn("dropping the throwaway cluster of a suite that died", "name", name, "pid", pid)
+		c.drop()
+	}
 }
 
 func (c *cluster) cmd(ctx context.Context, name string, args ...string) error {

@@ -216,6 +216,8 @@ func (e *env) start(name string, args ...string) error {
 	}
 	cmd := exec.Command(e.opts.ferry, append([]string{"run", "-c", e.cfgPath, "--stop-timeout", "10s"}, args...)...)
 	cmd.Stdout, cmd.Stderr = logf, logf
+	// A suite killed with SIGKILL cannot stop its processes: the kernel does.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start %s: %w", name, err)
