@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ferrybus/ferry/queue"
 )
@@ -27,9 +28,18 @@ type ackReq struct {
 // statement per ack. A thread may wait for its ack's outcome (ack) or hand
 // it over and go on to its next message (ackAsync); the second lets the
 // batches grow with the threads' pace instead of one per waiting thread.
+//
+// A statement that fails (the database restarting, a connection reset) is
+// tried again with a short backoff for up to retryFor, a part of the lease:
+// the handled messages are still leased to this endpoint, and an ack given
+// up would have them delivered and handled again. Each try checks the lease
+// tokens, so a late one can only ack what this endpoint still holds.
 type acker struct {
-	q      *queue.SQLQueue
-	mu     sync.Mutex
+	q        *queue.SQLQueue
+	retryFor time.Duration
+	quit     chan struct{} // closed when a stop's deadline passes: retry no more
+	quitOnce sync.Once
+	mu       sync.Mutex
 	room   *sync.Cond // signalled when the queue shrinks or closes
 	queue  []ackReq
 	closed bool
@@ -37,8 +47,17 @@ type acker struct {
 	done   chan struct{}
 }
 
-func newAcker(q *queue.SQLQueue) *acker {
-	a := &acker{q: q, wake: make(chan struct{}, 1), done: make(chan struct{})}
+// ackRetryMin and ackRetryMax bound the wait between tries of a failed ack
+// statement.
+const (
+	ackRetryMin = 50 * time.Millisecond
+	ackRetryMax = time.Second
+)
+
+// newAcker starts an acker for q whose failed statements are tried again
+// for up to retryFor (0: never).
+func newAcker(q *queue.SQLQueue, retryFor time.Duration) *acker {
+	a := &acker{q: q, retryFor: retryFor, quit: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	a.room = sync.NewCond(&a.mu)
 	go a.run()
 	return a
@@ -71,9 +90,7 @@ func (a *acker) run() {
 		for _, r := range batch {
 			ds = append(ds, r.d)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-		acked, err := a.q.AckMany(ctx, ds)
-		cancel()
+		acked, err := a.ackMany(ds)
 		for _, r := range batch {
 			switch {
 			case err != nil:
@@ -84,6 +101,29 @@ func (a *acker) run() {
 				r.done(fmt.Errorf("queue %s: ack %s: %w", a.q.URI(), r.d.MessageID, queue.ErrLeaseLost))
 			}
 		}
+	}
+}
+
+// ackMany acks ds in one statement, trying again while it fails, for up to
+// retryFor or until quit.
+func (a *acker) ackMany(ds []queue.Delivery) (map[int64]bool, error) {
+	giveUp := time.Now().Add(a.retryFor)
+	wait := ackRetryMin
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		acked, err := a.q.AckMany(ctx, ds)
+		cancel()
+		if err == nil || time.Now().Add(wait).After(giveUp) {
+			return acked, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-a.quit:
+			t.Stop()
+			return acked, err
+		}
+		wait = min(2*wait, ackRetryMax)
 	}
 }
 
@@ -126,8 +166,15 @@ func (a *acker) ackAsync(d queue.Delivery, done func(error)) {
 	done(a.q.Ack(ctx, d))
 }
 
-// close stops the acker once every queued ack is answered.
-func (a *acker) close() {
+// close stops the acker once every queued ack is answered; once ctx ends,
+// failed statements are no longer tried again.
+func (a *acker) close(ctx context.Context) {
+	if ctx.Err() != nil {
+		a.giveUp()
+	} else {
+		stop := context.AfterFunc(ctx, a.giveUp)
+		defer stop()
+	}
 	a.mu.Lock()
 	a.closed = true
 	a.room.Broadcast()
@@ -138,6 +185,9 @@ func (a *acker) close() {
 	}
 	<-a.done
 }
+
+// giveUp ends the retries of failed statements.
+func (a *acker) giveUp() { a.quitOnce.Do(func() { close(a.quit) }) }
 
 // ack acks d through the endpoint's acker.
 func (e *Endpoint) ack(ctx context.Context, d queue.Delivery) error {

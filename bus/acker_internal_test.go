@@ -41,7 +41,7 @@ func TestAckerClosesOnlyWhenAllAnswered(t *testing.T) {
 			stale := ds[0]
 			stale.LeaseToken++ // a lease this acker does not hold
 
-			a := newAcker(q)
+			a := newAcker(q, 0)
 			var mu sync.Mutex
 			outcomes := map[string]error{}
 			record := func(id string) func(error) {
@@ -58,7 +58,7 @@ func TestAckerClosesOnlyWhenAllAnswered(t *testing.T) {
 				go func() { defer wg.Done(); a.ackAsync(d, record(d.MessageID)) }()
 			}
 			wg.Wait()
-			a.close()
+			a.close(context.Background())
 
 			mu.Lock()
 			defer mu.Unlock()

@@ -336,7 +336,10 @@ func (e *Endpoint) Start(ctx context.Context) error {
 		e.workers.Add(1)
 		go e.thread(i)
 	}
-	e.acks = newAcker(e.inbox)
+	// A failed ack is tried again for up to half a lease: the message stays
+	// leased meanwhile, so a database that comes back in time sees it acked
+	// instead of delivered again.
+	e.acks = newAcker(e.inbox, e.lease/2)
 	// The heartbeat has its own context: during Stop it keeps renewing the
 	// leases of running handlers after receiving has stopped.
 	beatCtx, beatStop := context.WithCancel(context.Background())
@@ -387,7 +390,7 @@ func (e *Endpoint) Stop(ctx context.Context) error {
 	e.beatStop()
 	e.beats.Wait()
 	e.hcancel()
-	e.acks.close()
+	e.acks.close(ctx)
 	e.log.Info("endpoint stopped", "released", e.released.Load(), "stats", e.Stats())
 	return err
 }
@@ -420,7 +423,9 @@ func (e *Endpoint) Abandon() {
 		return true
 	})
 	e.hcancel()
-	e.acks.close()
+	crashed, cancel := context.WithCancel(context.Background())
+	cancel() // a crash tries nothing again
+	e.acks.close(crashed)
 	for _, ch := range e.threads {
 		close(ch)
 	}
