@@ -49,10 +49,11 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 		// short is the wake-up channel of the last receive when it returned
 		// fewer messages than asked for (or none); nil when the queue may
 		// hold more.
-		short   <-chan struct{}
-		backoff = time.Second
-		poll    = minPoll
-		timer   = time.NewTimer(time.Hour)
+		short <-chan struct{}
+		// failed follows a run of failed receives (database unreachable).
+		failed outage
+		poll   = minPoll
+		timer  = time.NewTimer(time.Hour)
 	)
 	defer timer.Stop()
 	defer func() {
@@ -104,14 +105,23 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 				cancel()
 				switch {
 				case err != nil:
-					e.log.Error("receive failed; retrying", "queue", e.inbox.URI(), "err", err, "in", backoff)
-					if !sleepCtx(ctx, backoff) {
+					wait, first := failed.fail(time.Now())
+					if first {
+						e.log.Warn("receive failed; retrying until it succeeds", "queue", e.inbox.URI(), "err", err, "in", wait)
+					} else {
+						e.log.Debug("receive failed again; retrying", "queue", e.inbox.URI(), "err", err, "in", wait, "failures", failed.failures)
+					}
+					if !waitRetry(ctx, wait, wake) {
 						return
 					}
-					backoff = min(2*backoff, 30*time.Second)
 					continue
+				}
+				if down, n, ended := failed.ok(time.Now()); ended {
+					e.log.Info("receiving again", "queue", e.inbox.URI(), "down", down.Round(100*time.Millisecond), "failures", n)
+				}
+				switch {
 				case len(ds) > 0:
-					backoff, poll = time.Second, minPoll
+					poll = minPoll
 					now := time.Now()
 					for _, d := range ds {
 						e.inflight.Store(d.ID, &inflight{d: d, received: now, renewed: now})

@@ -70,7 +70,8 @@ type Store struct {
 	consume *sqlx.DB
 	stmts   preparedStmts
 	dialect Dialect
-	dsn     string // as given, for the LISTEN connection
+	dsn     string // as given, for errors and logs (redacted)
+	pgDSN   string // with ferry's session defaults (postgresDSN)
 	opts    Options
 	log     *slog.Logger
 	q       statements
@@ -86,6 +87,7 @@ type Store struct {
 	channel  string // PostgreSQL NOTIFY channel of this schema
 	listenMu sync.Mutex
 	listener *pq.Listener
+	health   *health // PostgreSQL health checks, started with the listener
 }
 
 // Open connects to a store. dsn is postgres://… (or postgresql://…) for
@@ -100,7 +102,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
 		s.dialect = Postgres
-		s.db, err = sqlx.Open("postgres", postgresDSN(dsn))
+		s.pgDSN = postgresDSN(dsn)
+		s.db, err = openPostgres(s.pgDSN, answerTimeout(s.pgDSN))
 		if err != nil {
 			return nil, fmt.Errorf("queue: open %s: %w", RedactDSN(dsn), err)
 		}
@@ -146,7 +149,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	}
 	s.consume = s.db
 	if s.dialect == Postgres && !opts.SyncConsume {
-		s.consume, err = sqlx.Open("postgres", asyncCommitDSN(postgresDSN(dsn)))
+		s.consume, err = openPostgres(consumeDSN(s.pgDSN, false), answerTimeout(s.pgDSN))
 		if err != nil {
 			s.db.Close()
 			return nil, fmt.Errorf("queue: open %s: %w", RedactDSN(dsn), err)
@@ -174,37 +177,6 @@ func notifyChannel(schema string) string {
 	}
 	sum := sha256.Sum256([]byte(schema))
 	return "ferry." + hex.EncodeToString(sum[:16])
-}
-
-// postgresDSN adds binary_parameters=yes unless the DSN sets it: lib/pq
-// then sends Parse, Bind and Execute in one round trip instead of waiting
-// for the statement description first (measured: +20% throughput, half the
-// latency per statement; see BENCHMARKS.md).
-func postgresDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return dsn // lib/pq reports it
-	}
-	q := u.Query()
-	if q.Get("binary_parameters") == "" {
-		q.Set("binary_parameters", "yes")
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
-}
-
-// asyncCommitDSN sets synchronous_commit=off for the sessions of a pool,
-// keeping any options the DSN already passes to the server.
-func asyncCommitDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return dsn
-	}
-	q := u.Query()
-	opt := strings.TrimSpace(q.Get("options") + " -c synchronous_commit=off")
-	q.Set("options", opt)
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // sqliteDSN turns sqlite://PATH[?params] into a go-sqlite3 DSN with the
@@ -293,7 +265,12 @@ func (s *Store) Close() error {
 		s.listener.Close()
 		s.listener = nil
 	}
+	h := s.health
+	s.health = nil
 	s.listenMu.Unlock()
+	if h != nil {
+		h.stop()
+	}
 	s.closeStmts()
 	if s.consume != s.db {
 		s.consume.Close()
@@ -370,17 +347,20 @@ func (s *Store) startListener() {
 	if s.listener != nil {
 		return
 	}
-	s.listener = pq.NewListener(s.dsn, 100*time.Millisecond, 10*time.Second, func(ev pq.ListenerEventType, err error) {
+	// The LISTEN connection waits for notifications for as long as there
+	// are none: no answer timeout, only keepalives.
+	s.listener = pq.NewDialListener(&pgDialer{}, s.pgDSN, 100*time.Millisecond, 10*time.Second, func(ev pq.ListenerEventType, err error) {
 		switch ev {
 		case pq.ListenerEventReconnected:
 			s.signals.fireAll() // notifications may have been missed
 		case pq.ListenerEventConnectionAttemptFailed:
-			s.log.Warn("queue: LISTEN connection failed; receivers poll", "err", err)
+			s.log.Debug("queue: LISTEN connection failed; receivers poll", "connection", s.opts.Name, "err", err)
 		}
 	})
 	if err := s.listener.Listen(s.channel); err != nil {
-		s.log.Warn("queue: LISTEN failed; receivers poll", "channel", s.channel, "err", err)
+		s.log.Warn("queue: LISTEN failed; receivers poll", "connection", s.opts.Name, "channel", s.channel, "err", err)
 	}
+	s.health = s.startHealth()
 	go func(l *pq.Listener) {
 		for n := range l.Notify {
 			if n == nil { // reconnected: wake everybody

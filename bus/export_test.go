@@ -1,0 +1,4 @@
+package bus
+
+// MaxErrorBackoff is the cap of the receive loop's error backoff, for tests.
+const MaxErrorBackoff = maxErrorBackoff
