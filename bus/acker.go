@@ -39,6 +39,7 @@ type acker struct {
 	retryFor time.Duration
 	quit     chan struct{} // closed when a stop's deadline passes: retry no more
 	quitOnce sync.Once
+	retrying func(error) // tests: told of each failed try that will be tried again
 	mu       sync.Mutex
 	room   *sync.Cond // signalled when the queue shrinks or closes
 	queue  []ackReq
@@ -115,6 +116,9 @@ func (a *acker) ackMany(ds []queue.Delivery) (map[int64]bool, error) {
 		cancel()
 		if err == nil || time.Now().Add(wait).After(giveUp) {
 			return acked, err
+		}
+		if a.retrying != nil {
+			a.retrying(err)
 		}
 		t := time.NewTimer(wait)
 		select {
