@@ -41,11 +41,11 @@ type acker struct {
 	quitOnce sync.Once
 	retrying func(error) // tests: told of each failed try that will be tried again
 	mu       sync.Mutex
-	room   *sync.Cond // signalled when the queue shrinks or closes
-	queue  []ackReq
-	closed bool
-	wake   chan struct{} // capacity 1: the queue has work or closed
-	done   chan struct{}
+	room     *sync.Cond // signalled when the queue shrinks or closes
+	queue    []ackReq
+	closed   bool
+	wake     chan struct{} // capacity 1: the queue has work or closed
+	done     chan struct{}
 }
 
 // ackRetryMin and ackRetryMax bound the wait between tries of a failed ack
