@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -30,18 +31,20 @@ type ackReq struct {
 // batches grow with the threads' pace instead of one per waiting thread.
 //
 // A statement that fails (the database restarting, a connection reset) is
-// tried again with a short backoff for up to retryFor, a part of the lease:
-// the handled messages are still leased to this endpoint, and an ack given
-// up would have them delivered and handled again. Each try checks the lease
+// tried again with a short backoff for up to retryFor, and at once when the
+// store sees its database answer again: an ack given up would have the
+// handled messages delivered and handled again. Each try checks the lease
 // tokens, so a late one can only ack what this endpoint still holds.
 type acker struct {
 	q        *queue.SQLQueue
+	log      *slog.Logger
 	retryFor time.Duration
 	quit     chan struct{} // closed when a stop's deadline passes: retry no more
 	quitOnce sync.Once
 	retrying func(error) // tests: told of each failed try that will be tried again
 	mu       sync.Mutex
-	room     *sync.Cond // signalled when the queue shrinks or closes
+	stall    chan struct{} // non-nil while a failed statement waits to be tried again; closed when it is settled
+	room     *sync.Cond    // signalled when the queue shrinks or closes
 	queue    []ackReq
 	closed   bool
 	wake     chan struct{} // capacity 1: the queue has work or closed
@@ -55,10 +58,14 @@ const (
 	ackRetryMax = time.Second
 )
 
+// ackRetryFloor is the shortest time an endpoint's failed ack statement is
+// tried again for, whatever its lease.
+const ackRetryFloor = 30 * time.Second
+
 // newAcker starts an acker for q whose failed statements are tried again
 // for up to retryFor (0: never).
-func newAcker(q *queue.SQLQueue, retryFor time.Duration) *acker {
-	a := &acker{q: q, retryFor: retryFor, quit: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
+func newAcker(q *queue.SQLQueue, retryFor time.Duration, log *slog.Logger) *acker {
+	a := &acker{q: q, log: log, retryFor: retryFor, quit: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	a.room = sync.NewCond(&a.mu)
 	go a.run()
 	return a
@@ -108,27 +115,65 @@ func (a *acker) run() {
 // ackMany acks ds in one statement, trying again while it fails, for up to
 // retryFor or until quit.
 func (a *acker) ackMany(ds []queue.Delivery) (map[int64]bool, error) {
-	giveUp := time.Now().Add(a.retryFor)
+	began := time.Now()
+	giveUp := began.Add(a.retryFor)
 	wait := ackRetryMin
-	for {
+	defer a.setStalled(false)
+	for tries := 1; ; tries++ {
 		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 		acked, err := a.q.AckMany(ctx, ds)
 		cancel()
+		if err == nil && tries > 1 {
+			a.log.Info("acks go through again", "queue", a.q.URI(), "messages", len(ds), "tries", tries,
+				"after", time.Since(began).Round(100*time.Millisecond))
+		}
 		if err == nil || time.Now().Add(wait).After(giveUp) {
 			return acked, err
 		}
+		if tries == 1 {
+			a.log.Warn("ack failed; trying again until the database answers", "queue", a.q.URI(), "messages", len(ds),
+				"for", a.retryFor, "err", err)
+		}
+		a.setStalled(true)
 		if a.retrying != nil {
 			a.retrying(err)
 		}
+		// The store's wake-up fires too when its database answers again.
+		wake := a.q.Wake()
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
+		case <-wake:
+			t.Stop()
 		case <-a.quit:
 			t.Stop()
 			return acked, err
 		}
 		wait = min(2*wait, ackRetryMax)
 	}
+}
+
+// setStalled marks whether a failed statement waits to be tried again.
+func (a *acker) setStalled(on bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	switch {
+	case on && a.stall == nil:
+		a.stall = make(chan struct{})
+	case !on && a.stall != nil:
+		close(a.stall)
+		a.stall = nil
+	}
+}
+
+// stalled returns a channel closed once the failed ack statement waiting to
+// be tried again is settled; nil when none waits. The receive loop holds
+// back meanwhile: on the database's return the acks of messages already
+// handled go first, before a receive could take those messages again.
+func (a *acker) stalled() <-chan struct{} {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.stall
 }
 
 // submit queues r, waiting for room; false once the acker is closed.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -41,7 +42,7 @@ func TestAckerClosesOnlyWhenAllAnswered(t *testing.T) {
 			stale := ds[0]
 			stale.LeaseToken++ // a lease this acker does not hold
 
-			a := newAcker(q, 0)
+			a := newAcker(q, 0, slog.New(slog.DiscardHandler))
 			var mu sync.Mutex
 			outcomes := map[string]error{}
 			record := func(id string) func(error) {

@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -41,7 +42,7 @@ func TestAckerRetriesThroughAnOutage(t *testing.T) {
 				t.Fatalf("received %d, %v; want 1", len(ds), err)
 			}
 
-			a := newAcker(q, tc.retryFor)
+			a := newAcker(q, tc.retryFor, slog.New(slog.DiscardHandler))
 			retrying := make(chan error, 100)
 			a.retrying = func(err error) {
 				select {

@@ -336,10 +336,11 @@ func (e *Endpoint) Start(ctx context.Context) error {
 		e.workers.Add(1)
 		go e.thread(i)
 	}
-	// A failed ack is tried again for up to half a lease: the message stays
-	// leased meanwhile, so a database that comes back in time sees it acked
-	// instead of delivered again.
-	e.acks = newAcker(e.inbox, e.lease/2)
+	// A failed ack is tried again for two leases (at least ackRetryFloor):
+	// a database that comes back in that time sees the message acked instead
+	// of delivering it again. Each try checks the lease token, so a late
+	// one acks only what this endpoint still holds.
+	e.acks = newAcker(e.inbox, max(2*e.lease, ackRetryFloor), e.log)
 	// The heartbeat has its own context: during Stop it keeps renewing the
 	// leases of running handlers after receiving has stopped.
 	beatCtx, beatStop := context.WithCancel(context.Background())

@@ -96,6 +96,14 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 					drained = true
 				}
 			}
+			if stall := e.acks.stalled(); stall != nil && !drained {
+				// Acks of handled messages wait for the database: let them go
+				// first, or this receive could take those messages again.
+				if !waitRetry(ctx, maxErrorBackoff, stall) {
+					return
+				}
+				continue
+			}
 			if !drained {
 				wake = e.inbox.Wake()
 				// Stopping must not cancel a receive in flight: the database could

@@ -55,6 +55,11 @@ func TestReceiveRecoversPromptly(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPing(1)
+	// Its ack goes out after the handler returns: let it through first, so
+	// that what the outage meets is the receive loop, not an ack.
+	eventually(t, 30*time.Second, "ping 1 acked", func() bool {
+		return counts(t, direct, "sql://default/pings").Total() == 0
+	})
 
 	// The database goes away: open connections drop, new ones are refused.
 	p.Refuse()
