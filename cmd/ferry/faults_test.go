@@ -198,3 +198,21 @@ func TestStopWhileFrozen(t *testing.T) {
 	}
 	p.Thaw()
 }
+
+// TestRunRetryHidesPassword: the start-up retries of `ferry run` name the
+// connection string with its password hidden.
+func TestRunRetryHidesPassword(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	cfg := faultConfig(t, dir, "postgres://ferry:"+secret+"@127.0.0.1:1/ferry?sslmode=disable&connect_timeout=5", "http://127.0.0.1:1/")
+	svc := start(t, dir, "svc", "run", "svc", "-c", cfg)
+	waitFor(t, 60*time.Second, []*proc{svc}, func() bool {
+		return logCount(svc, "database not reachable; retrying", `connection \"main\"`, "ferry:xxxxx@127.0.0.1:1") >= 2
+	}, func() string { return "two logged start attempts naming the connection, password hidden" })
+	if code := svc.stop(60 * time.Second); code != 0 {
+		t.Errorf("ferry run stopped while waiting for its database: exit %d, want 0", code)
+	}
+	if b, _ := os.ReadFile(svc.log); strings.Contains(string(b), secret) {
+		t.Errorf("ferry run printed a password:\n%s", b)
+	}
+}
