@@ -224,7 +224,12 @@ func checkMigrated(ctx context.Context, s *queue.Store) error {
 	}
 	var have []int
 	if err := s.DB().SelectContext(ctx, &have, "SELECT version FROM ferry_migrations"); err != nil {
-		return fmt.Errorf("cannot read the schema version (%v): run 'ferry migrate' first, or set autoMigrate: true", err)
+		// Only a missing table means an unmigrated schema: a connection
+		// reset or a timeout says nothing about the schema.
+		if queue.IsMissingTable(err) {
+			return fmt.Errorf("cannot read the schema version (%v): run 'ferry migrate' first, or set autoMigrate: true", err)
+		}
+		return fmt.Errorf("cannot read the schema version: %w", err)
 	}
 	done := map[int]bool{}
 	for _, v := range have {

@@ -41,7 +41,7 @@ replaced by --id, which is then required.`,
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "instance id: fills {id} in queue URIs; a worker's id (default: the endpoint name)")
-	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long in-flight handlers may run after a stop signal")
+	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long a stop may take after a stop signal: in-flight handlers may run until shortly before it")
 	return cmd
 }
 
@@ -73,14 +73,80 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 	// Until here nothing needs stopping: a signal ends the process as usual.
 	ctx, release := onStopSignals(ctx, log)
 	defer release()
-	conns, err := a.connections(ctx, cfg, log)
+	r, conns, err := a.startRetrying(ctx, cfg, &ep, name, id, log)
 	if err != nil {
 		return err
 	}
-	defer conns.Close()
-	mux := buildMux(ep.Handlers, id, log)
+	if r == nil {
+		log.Info("stop signal received before the endpoint could start; exiting")
+		return nil
+	}
+	<-ctx.Done()
+	log.Info("stop signal received; stopping (a second signal exits without waiting)", "timeout", stopTimeout)
+	if err := stopWithin(r, stopTimeout); err != nil {
+		log.Error("stop did not finish cleanly", "err", err)
+		go conns.Close() // may wait on a database that does not answer: do not
+		return fmt.Errorf("stop %s: %w", name, err)
+	}
+	closeWithin(conns, closeTimeout)
+	log.Info("stopped cleanly")
+	return nil
+}
 
-	var r runner
+// Start-up retries of a long-running endpoint whose database cannot be
+// reached: the first waits startRetryMin, each next one twice as long, up
+// to startRetryMax.
+const (
+	startRetryMin = 500 * time.Millisecond
+	startRetryMax = 5 * time.Second
+)
+
+// closeTimeout bounds closing the connections at the end of a clean stop.
+const closeTimeout = 5 * time.Second
+
+// startRetrying starts the endpoint, retrying with a backoff while its
+// databases cannot be reached (a long-running process outlives an outage
+// at start as it does one later). It returns a nil runner when ctx ended
+// first (a stop signal). Errors that are not about reaching a database
+// (configuration, schema) end it at once.
+func (a *app) startRetrying(ctx context.Context, cfg *config.Config, ep *config.Endpoint, name, id string, log *slog.Logger) (runner, *queue.Connections, error) {
+	wait := startRetryMin
+	for attempt := 1; ; attempt++ {
+		r, conns, err := a.start(ctx, cfg, ep, name, id, log)
+		if err == nil {
+			if attempt > 1 {
+				log.Info("database reachable; endpoint started", "attempts", attempt)
+			}
+			return r, conns, nil
+		}
+		if ctx.Err() != nil {
+			return nil, nil, nil
+		}
+		if !queue.IsTransient(err) {
+			return nil, nil, err
+		}
+		log.Warn("cannot start: database not reachable; retrying", "attempt", attempt, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, nil, nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, startRetryMax)
+	}
+}
+
+// start opens the connections and builds and starts the endpoint of its role.
+func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint, name, id string, log *slog.Logger) (_ runner, _ *queue.Connections, err error) {
+	conns, err := a.connections(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer func() {
+		if err != nil {
+			closeWithin(conns, closeTimeout)
+		}
+	}()
+	mux := buildMux(ep.Handlers, id, log)
 	switch {
 	case ep.ControlInbox != nil:
 		d, err := distributor.New(ctx, conns, distributor.Config{
@@ -94,12 +160,12 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 			Logger:              log,
 		}, mux)
 		if err != nil {
-			return endpointErr(cfg, name, err)
+			return nil, nil, endpointErr(cfg, name, err)
 		}
 		if err := d.Start(ctx); err != nil {
-			return err
+			return nil, nil, err
 		}
-		r = d
+		return d, conns, nil
 	case ep.Worker != nil:
 		w, err := worker.New(ctx, conns, bus.Config{
 			Name: id, Inbox: &ep.Inbox.InboxConfig, Routes: cfg.Routes, Subscribe: ep.Subscribe, Logger: log,
@@ -107,12 +173,12 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 			ID: id, DistributorControlQueue: ep.Worker.DistributorControlQueue, AvailabilityInterval: ep.Worker.AvailabilityInterval,
 		})
 		if err != nil {
-			return endpointErr(cfg, name, err)
+			return nil, nil, endpointErr(cfg, name, err)
 		}
 		if err := w.Start(ctx); err != nil {
-			return err
+			return nil, nil, err
 		}
-		r = w
+		return w, conns, nil
 	default:
 		var inbox *bus.InboxConfig
 		if ep.Inbox != nil {
@@ -120,22 +186,42 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 		}
 		e, err := bus.New(ctx, conns, bus.Config{Name: id, Inbox: inbox, Routes: cfg.Routes, Subscribe: ep.Subscribe, Logger: log}, mux)
 		if err != nil {
-			return endpointErr(cfg, name, err)
+			return nil, nil, endpointErr(cfg, name, err)
 		}
 		if err := e.Start(ctx); err != nil {
-			return err
+			return nil, nil, err
 		}
-		r = e
+		return e, conns, nil
 	}
-	<-ctx.Done()
-	log.Info("stop signal received; stopping (a second signal exits without waiting)", "timeout", stopTimeout)
-	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+}
+
+// stopWithin stops r and returns by timeout whatever the database does:
+// handlers get the timeout less a share kept for giving back what is
+// unfinished, and a stop still waiting on a database that does not answer
+// is abandoned at the timeout (its messages come back when their leases
+// end, as after a crash: nothing is lost).
+func stopWithin(r runner, timeout time.Duration) error {
+	handlers := timeout - min(2*time.Second, timeout/4)
+	ctx, cancel := context.WithTimeout(context.Background(), handlers)
 	defer cancel()
-	if err := r.Stop(stopCtx); err != nil {
-		return fmt.Errorf("stop %s: %w", name, err)
+	done := make(chan error, 1)
+	go func() { done <- r.Stop(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(timeout):
+		return fmt.Errorf("not finished after --stop-timeout %s (is the database answering?); messages still leased are delivered again when their leases end", timeout)
 	}
-	log.Info("stopped cleanly")
-	return nil
+}
+
+// closeWithin closes conns, waiting at most timeout.
+func closeWithin(conns *queue.Connections, timeout time.Duration) {
+	done := make(chan struct{})
+	go func() { conns.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
 }
 
 // configErr reports construction errors of the command line's own endpoint
