@@ -360,7 +360,36 @@ func (e *Endpoint) Start(ctx context.Context) error {
 // handlers' context and releases what is left unhandled, so no message of
 // the endpoint stays leased. It returns ctx's error when it had to release
 // messages whose handlers had started.
+//
+// Stop returns by ctx's deadline plus stopGrace whatever the database does:
+// when a frozen database holds a receive, a release or an ack, it returns an
+// error and the stop goes on in the background; what is still leased then
+// comes back when its lease ends.
 func (e *Endpoint) Stop(ctx context.Context) error {
+	done := make(chan error, 1)
+	go func() { done <- e.stop(ctx) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+	}
+	t := time.NewTimer(stopGrace)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		e.log.Warn("stop not finished after its deadline; leaving it to finish in the background (is the database answering?)", "grace", stopGrace)
+		return fmt.Errorf("bus: endpoint %q: stop: not finished %s after its deadline (is the database answering?); messages still leased come back when their leases end: %w",
+			e.cfg.Name, stopGrace, ctx.Err())
+	}
+}
+
+// stopGrace is how long Stop waits past its deadline for the releases it
+// makes then.
+const stopGrace = 5 * time.Second
+
+func (e *Endpoint) stop(ctx context.Context) error {
 	e.runMu.Lock()
 	defer e.runMu.Unlock()
 	if !e.started || e.stopped || e.inbox == nil {
