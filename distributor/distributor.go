@@ -405,6 +405,10 @@ func (d *Distributor) Stop(ctx context.Context) error {
 // DistributeSendCount messages, and those it does not use are put back.
 func (d *Distributor) distributeLoop(ctx context.Context) {
 	poll := 10 * time.Millisecond
+	// failingSince is when moves began to fail (zero while they succeed):
+	// an outage is logged once when it begins and once when it ends.
+	var failingSince time.Time
+	var failures int
 	for ctx.Err() == nil {
 		changed := d.reg.wait()
 		as := d.reg.takeWorker(time.Now())
@@ -438,9 +442,19 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			d.log.Error("move to worker failed", "worker", a.worker, "err", err)
+			failures++
+			if failingSince.IsZero() {
+				failingSince = time.Now()
+				d.log.Error("move to worker failed; trying again every second", "worker", a.worker, "err", err)
+			} else {
+				d.log.Debug("move to worker failed again", "worker", a.worker, "err", err, "failures", failures)
+			}
 			sleep(ctx, time.Second)
 			continue
+		}
+		if !failingSince.IsZero() {
+			d.log.Info("moves to workers succeed again", "down", time.Since(failingSince).Round(100*time.Millisecond), "failures", failures)
+			failingSince, failures = time.Time{}, 0
 		}
 		if n > 0 {
 			d.distributed.Add(int64(n))
