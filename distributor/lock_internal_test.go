@@ -31,7 +31,15 @@ func pgConns(t *testing.T) *queue.Connections {
 // predecessor's lease would have ended: the dead process's database session,
 // and its claim on the lock, ended with it.
 func TestRestartedDistributorIsActiveBeforeLockTTL(t *testing.T) {
-	conns := pgConns(t)
+	for _, dialect := range testdb.Dialects() {
+		t.Run(dialect, func(t *testing.T) { testRestartedDistributorIsActiveBeforeLockTTL(t, dialect) })
+	}
+}
+
+func testRestartedDistributorIsActiveBeforeLockTTL(t *testing.T, dialect string) {
+	conns := queue.NewConnections(map[string]string{"default": testdb.DSN(t, dialect)},
+		queue.Options{AutoMigrate: true, MaxPoll: 50 * time.Millisecond, Logger: itQuiet})
+	t.Cleanup(func() { conns.Close() })
 	const ttl = time.Minute
 	first := newIT(t, conns, Config{LockTTL: ttl})
 	startIT(t, first)

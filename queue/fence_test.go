@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/ferrybus/ferry/internal/testdb"
 )
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -116,8 +118,14 @@ func TestLockTokenGrowsAcrossUnlock(t *testing.T) {
 // On PostgreSQL a holder whose session ended (its process died) loses the
 // lock at once, whatever its lease says.
 func TestLockFreeWhenHolderSessionEnds(t *testing.T) {
+	for _, dialect := range testdb.Dialects() {
+		t.Run(dialect, func(t *testing.T) { testLockFreeWhenHolderSessionEnds(t, dialect) })
+	}
+}
+
+func testLockFreeWhenHolderSessionEnds(t *testing.T, dialect string) {
 	ctx := context.Background()
-	s := bulkStore(t, "postgres", "default")
+	s := bulkStore(t, dialect, "default")
 	sess, err := s.OpenLockSession(ctx, "l", "a")
 	if err != nil || sess == nil {
 		t.Fatalf("session: %v, %v", sess, err)

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 )
 
@@ -30,13 +31,31 @@ WHERE ferry_locks.owner = excluded.owner OR ferry_locks.expires_at < ?`
 		q += ` OR (CASE WHEN pg_try_advisory_lock(` + sessionKey("ferry_locks.name", "ferry_locks.owner") + `)
  THEN pg_advisory_unlock(` + sessionKey("ferry_locks.name", "ferry_locks.owner") + `) ELSE false END)`
 	}
+	var deadOwner string
+	if s.dialect == SQLite {
+		// The SQLite file is on this machine: a holder whose session file
+		// lock can be taken has died (see OpenLockSession).
+		dead, release, err := s.deadSQLiteHolder(ctx, name, owner)
+		if err != nil {
+			return 0, err
+		}
+		if dead != "" {
+			defer release()
+			deadOwner = dead
+			q += ` OR ferry_locks.owner = ?`
+		}
+	}
 	q += ` RETURNING token`
 	// A fresh row starts from the clock, so a token never repeats even if
 	// the row was deleted (as older versions did on unlock).
 	var tok int64
 	s.ops.Add(1)
 	unlock := s.lockWrites()
-	err := s.db.QueryRowxContext(ctx, s.db.Rebind(q), name, owner, micros(now.Add(ttl)), micros(now), micros(now)).Scan(&tok)
+	args := []any{name, owner, micros(now.Add(ttl)), micros(now), micros(now)}
+	if deadOwner != "" {
+		args = append(args, deadOwner)
+	}
+	err := s.db.QueryRowxContext(ctx, s.db.Rebind(q), args...).Scan(&tok)
 	unlock()
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
@@ -57,15 +76,26 @@ func sessionKey(name, owner string) string {
 // lasts (PostgreSQL): it holds an advisory lock on a dedicated connection,
 // which the server drops the moment the process dies or the connection
 // closes. AcquireLock then treats that owner's lock as free.
+//
+// On SQLite, whose file is on this machine, the session is an exclusive
+// lock on a small file beside the database, which the kernel drops when
+// the process dies.
 type LockSession struct {
 	conn *sql.Conn
+	file *sessionFile
 }
 
-// OpenLockSession opens owner's session for lock name. On SQLite, which
-// has no sessions, it returns nil and the lock is a plain lease.
+// OpenLockSession opens owner's session for lock name.
 func (s *Store) OpenLockSession(ctx context.Context, name, owner string) (*LockSession, error) {
-	if s.dialect != Postgres {
-		return nil, nil
+	if s.dialect == SQLite {
+		f, err := openSessionFile(s.sessionPath(name, owner))
+		if err != nil {
+			return nil, fmt.Errorf("queue: lock %q: session of owner %q: %w", name, owner, err)
+		}
+		if f == nil {
+			return nil, nil // no file locks here: a plain lease
+		}
+		return &LockSession{file: f}, nil
 	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -86,8 +116,8 @@ func (s *Store) OpenLockSession(ctx context.Context, name, owner string) (*LockS
 // Alive reports an error when the session's connection no longer answers:
 // its lock is then gone, and a new session must be opened.
 func (l *LockSession) Alive(ctx context.Context) error {
-	if l == nil {
-		return nil
+	if l == nil || l.file != nil {
+		return nil // a file lock lasts as long as the process
 	}
 	if _, err := l.conn.ExecContext(ctx, `SELECT 1`); err != nil {
 		return fmt.Errorf("queue: lock session: %w", err)
@@ -99,6 +129,9 @@ func (l *LockSession) Alive(ctx context.Context) error {
 func (l *LockSession) Close() error {
 	if l == nil {
 		return nil
+	}
+	if l.file != nil {
+		return l.file.close()
 	}
 	// Closing the connection ends the server session and with it the lock;
 	// a raw close rather than a return to the pool.
@@ -114,6 +147,10 @@ func (l *LockSession) Close() error {
 func (s *Store) Unlock(ctx context.Context, name, owner string) error {
 	if _, err := s.exec(ctx, s.db.Rebind(`UPDATE ferry_locks SET owner = '', expires_at = 0 WHERE name = ? AND owner = ?`), name, owner); err != nil {
 		return fmt.Errorf("queue: unlock %q: %w", name, err)
+	}
+	if s.dialect == SQLite {
+		// The session file is no longer needed to tell a crash apart.
+		os.Remove(s.sessionPath(name, owner))
 	}
 	return nil
 }

@@ -56,9 +56,14 @@ func pgVersion() string {
 	return vs[len(vs)-1]
 }
 
-// freePort is the first port from start on which nothing listens.
+// freePort is the first port from start on which nothing listens and
+// that no cluster of this machine is configured for.
 func freePort(start int) (int, error) {
+	taken := clusterPorts()
 	for p := start; p < start+200; p++ {
+		if taken[p] {
+			continue // another cluster's, perhaps not started yet
+		}
 		ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
 		if err != nil {
 			continue
@@ -79,24 +84,61 @@ func createCluster(ctx context.Context, startPort int, log *slog.Logger) (*clust
 		return nil, errors.New("throwaway cluster: " + why)
 	}
 	dropStale(ctx, log)
-	port, err := freePort(startPort)
-	if err != nil {
-		return nil, fmt.Errorf("throwaway cluster: %w", err)
+	// Another suite running at the same time may take the same free port
+	// between our look and our start: then the start fails, and the next
+	// port is tried.
+	const tries = 5
+	next := startPort
+	var lastErr error
+	for range tries {
+		port, err := freePort(next)
+		if err != nil {
+			return nil, fmt.Errorf("throwaway cluster: %w", err)
+		}
+		next = port + 1
+		// The name carries the suite's pid, so that a later run can drop the
+		// cluster of a suite that was killed before it could.
+		c := &cluster{version: pgVersion(), name: fmt.Sprintf("ferrychaos%d_%d", port, os.Getpid()), port: port, log: log}
+		if err := c.cmd(ctx, "pg_createcluster", "-p", fmt.Sprint(port), c.version, c.name, "--",
+			"--auth=trust", "--no-sync"); err != nil {
+			c.drop()
+			lastErr = err
+			continue
+		}
+		if err := c.start(ctx); err != nil {
+			c.drop()
+			lastErr = err
+			log.Warn("throwaway cluster did not start; trying the next port", "port", port, "err", err)
+			continue
+		}
+		log.Info("throwaway cluster started", "version", c.version, "name", c.name, "port", port)
+		return c, nil
 	}
-	// The name carries the suite's pid, so that a later run can drop the
-	// cluster of a suite that was killed before it could.
-	c := &cluster{version: pgVersion(), name: fmt.Sprintf("ferrychaos%d_%d", port, os.Getpid()), port: port, log: log}
-	if err := c.cmd(ctx, "pg_createcluster", "-p", fmt.Sprint(port), c.version, c.name, "--",
-		"--auth=trust", "--no-sync"); err != nil {
-		c.drop()
-		return nil, err
+	return nil, fmt.Errorf("throwaway cluster: %d tries failed, the last: %w", tries, lastErr)
+}
+
+// clusterPorts are the ports configured for the clusters of this machine,
+// started or not.
+func clusterPorts() map[int]bool {
+	ports := map[int]bool{}
+	files, _ := filepath.Glob("/etc/postgresql/*/*/postgresql.conf")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			k, v, ok := strings.Cut(line, "=")
+			if !ok || strings.TrimSpace(k) != "port" {
+				continue
+			}
+			v, _, _ = strings.Cut(v, "#")
+			if p, err := strconv.Atoi(strings.TrimSpace(v)); err == nil {
+				ports[p] = true
+			}
+		}
 	}
-	if err := c.start(ctx); err != nil {
-		c.drop()
-		return nil, err
-	}
-	log.Info("throwaway cluster started", "version", c.version, "name", c.name, "port", port)
-	return c, nil
+	return ports
 }
 
 // dropStale drops the clusters of suites that died without dropping them
