@@ -155,9 +155,12 @@ type Endpoint struct {
 	acks      *acker                // batches the threads' acks
 	abandoned atomic.Bool           // Abandon: leave buffered messages leased, as a crash would
 	released  atomic.Int64          // messages given back unhandled by the current Stop
-	stopping  atomic.Bool           // Stop has begun: what the heartbeat gives back counts in released
-	inflight  sync.Map              // delivery id -> *inflight
-	hooks     Hooks
+	// cancelReleased counts messages whose handler returned on the stop's
+	// cancel and gave them back itself.
+	cancelReleased atomic.Int64
+	stopping       atomic.Bool // Stop has begun: what the heartbeat gives back counts in released
+	inflight       sync.Map    // delivery id -> *inflight
+	hooks          Hooks
 }
 
 // Hooks let a role built on an endpoint (a worker, a distributor) follow
@@ -314,6 +317,7 @@ func (e *Endpoint) Start(ctx context.Context) error {
 	e.stopped = false // a stopped endpoint may start again
 	e.abandoned.Store(false)
 	e.released.Store(0)
+	e.cancelReleased.Store(0)
 	e.stopping.Store(false)
 	if e.inbox == nil {
 		e.started = true
@@ -411,6 +415,16 @@ func (e *Endpoint) stop(ctx context.Context) error {
 	case <-ctx.Done():
 		e.hcancel()
 		unfinished := e.releaseInflight()
+		// A handler that returned on the cancel gave its message back itself
+		// (failHandler), perhaps before releaseInflight came to it: wait a
+		// moment for the threads, to count those too.
+		t := time.NewTimer(time.Second)
+		select {
+		case <-done:
+		case <-t.C:
+		}
+		t.Stop()
+		unfinished += int(e.cancelReleased.Swap(0))
 		e.released.Add(int64(unfinished))
 		err = fmt.Errorf("bus: endpoint %q: stop: %d message(s) released unhandled, %d of them with a handler running: %w",
 			e.cfg.Name, e.released.Load(), unfinished, ctx.Err())

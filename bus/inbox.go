@@ -571,9 +571,14 @@ func shortStack(s []byte) string {
 // no failure: the message goes back untouched.
 func (e *Endpoint) failHandler(ctx context.Context, d queue.Delivery, env *Envelope, err error, stack string) {
 	if ctx.Err() != nil && stack == "" {
+		released := false
 		_ = e.settle(d, func(sctx context.Context) error {
+			released = true
 			return e.inbox.Release(sctx, d, queue.ReleaseOptions{Uncount: true})
 		})
+		if released && e.stopping.Load() {
+			e.cancelReleased.Add(1)
+		}
 		return
 	}
 	kind := KindError
