@@ -71,6 +71,9 @@ func (q *SQLQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 		q.store.ops.Add(1)
 		err := q.store.consume.QueryRowxContext(ctx, notify, same.name, patch, q.name, now, limit,
 			fence.name, fence.token, q.store.channel, same.name).Scan(&n)
+		if malformedHeadersErr(err) {
+			n, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence)
+		}
 		if err != nil {
 			return 0, q.errorf("move to "+dst.URI(), err)
 		}
@@ -79,13 +82,19 @@ func (q *SQLQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 		}
 	} else {
 		res, err := q.store.execConsume(ctx, plain, same.name, patch, q.name, now, limit, fence.name, fence.token)
-		if err != nil {
+		switch {
+		case malformedHeadersErr(err):
+			if n, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence); err != nil {
+				return 0, q.errorf("move to "+dst.URI(), err)
+			}
+		case err != nil:
 			return 0, q.errorf("move to "+dst.URI(), err)
-		}
-		m, _ := res.RowsAffected()
-		n = int(m)
-		if n > 0 {
-			q.store.notify(ctx, same.name)
+		default:
+			m, _ := res.RowsAffected()
+			n = int(m)
+			if n > 0 {
+				q.store.notify(ctx, same.name)
+			}
 		}
 	}
 	// Nothing moved may mean a lost lock: the holder learns it at its next
