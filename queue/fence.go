@@ -69,7 +69,8 @@ func (q *SQLQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 	var n int
 	if q.store.dialect == Postgres {
 		q.store.ops.Add(1)
-		err := q.store.consume.QueryRowxContext(ctx, notify, same.name, patch, q.name, now, limit,
+		// Prepared, like the unfenced move: the server plans it once per connection.
+		err := q.store.consumeQueryRow(ctx, notify, same.name, patch, q.name, now, limit,
 			fence.name, fence.token, q.store.channel, same.name).Scan(&n)
 		if malformedHeadersErr(err) {
 			n, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence)
