@@ -36,7 +36,7 @@ type ackReq struct {
 // handled messages delivered and handled again. Each try checks the lease
 // tokens, so a late one can only ack what this endpoint still holds.
 type acker struct {
-	q        *queue.SQLQueue
+	q        queue.Queue
 	log      *slog.Logger
 	retryFor time.Duration
 	quit     chan struct{} // closed when a stop's deadline passes: retry no more
@@ -64,7 +64,7 @@ const ackRetryFloor = 30 * time.Second
 
 // newAcker starts an acker for q whose failed statements are tried again
 // for up to retryFor (0: never).
-func newAcker(q *queue.SQLQueue, retryFor time.Duration, log *slog.Logger) *acker {
+func newAcker(q queue.Queue, retryFor time.Duration, log *slog.Logger) *acker {
 	a := &acker{q: q, log: log, retryFor: retryFor, quit: make(chan struct{}), wake: make(chan struct{}, 1), done: make(chan struct{})}
 	a.room = sync.NewCond(&a.mu)
 	go a.run()

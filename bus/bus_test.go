@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"database/sql"
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/queue"
-	"github.com/jmoiron/sqlx"
 )
 
 func TestSendRoutedAndExplicit(t *testing.T) {
@@ -308,7 +309,7 @@ func TestTransactionalSend(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, commit := range []bool{true, false} {
-			tx, err := store.DB().BeginTxx(ctx, nil)
+			tx, err := store.DB().BeginTx(ctx, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -343,8 +344,8 @@ func TestTransactionalHandler(t *testing.T) {
 		var calls atomic.Int32
 		mux := bus.NewMux()
 		bus.RegisterType[Pong](mux, "pong")
-		bus.HandleTx(mux, "ping", func(ctx context.Context, m *bus.Message, tx *sqlx.Tx, p Ping) error {
-			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO effects (id) VALUES (?)`), m.ID); err != nil {
+		bus.HandleTx(mux, "ping", func(ctx context.Context, m *bus.Message, tx *sql.Tx, p Ping) error {
+			if _, err := tx.ExecContext(ctx, testkit.SQLX(store).Rebind(`INSERT INTO effects (id) VALUES (?)`), m.ID); err != nil {
 				return err
 			}
 			if err := m.Send(ctx, Pong{N: p.N}, bus.To("sql://default/out")); err != nil {
@@ -361,7 +362,7 @@ func TestTransactionalHandler(t *testing.T) {
 		}
 		eventually(t, 5*time.Second, "the handled message", func() bool { return ep.Stats().Handled == 1 })
 		var n int
-		if err := store.DB().GetContext(ctx, &n, `SELECT COUNT(*) FROM effects`); err != nil {
+		if err := testkit.SQLX(store).GetContext(ctx, &n, `SELECT COUNT(*) FROM effects`); err != nil {
 			t.Fatal(err)
 		}
 		if n != 1 || calls.Load() != 2 {

@@ -130,12 +130,12 @@ type Endpoint struct {
 	rec   *recovery // rules and defaults for failed messages
 	lease time.Duration
 
-	inbox      *queue.SQLQueue
-	errorQueue *queue.SQLQueue
+	inbox      queue.Queue
+	errorQueue queue.Queue
 	subs       *subscriptions
 
 	qmu    sync.Mutex
-	queues map[string]*queue.SQLQueue
+	queues map[string]queue.Queue
 
 	stats counters
 
@@ -193,7 +193,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 	if mux == nil {
 		mux = NewMux()
 	}
-	e := &Endpoint{cfg: cfg, conns: conns, mux: mux, ser: cfg.Serializer, log: cfg.Logger, queues: map[string]*queue.SQLQueue{}}
+	e := &Endpoint{cfg: cfg, conns: conns, mux: mux, ser: cfg.Serializer, log: cfg.Logger, queues: map[string]queue.Queue{}}
 	if e.ser == nil {
 		e.ser = JSON{}
 	}
@@ -256,7 +256,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 }
 
 // queue resolves and caches a queue URI.
-func (e *Endpoint) queue(ctx context.Context, uri string) (*queue.SQLQueue, error) {
+func (e *Endpoint) queue(ctx context.Context, uri string) (queue.Queue, error) {
 	e.qmu.Lock()
 	defer e.qmu.Unlock()
 	if q, ok := e.queues[uri]; ok {
@@ -274,10 +274,10 @@ func (e *Endpoint) queue(ctx context.Context, uri string) (*queue.SQLQueue, erro
 func (e *Endpoint) Name() string { return e.cfg.Name }
 
 // Inbox is the inbox work queue, or nil for a send-only endpoint.
-func (e *Endpoint) Inbox() *queue.SQLQueue { return e.inbox }
+func (e *Endpoint) Inbox() queue.Queue { return e.inbox }
 
 // ErrorQueue is the inbox's error queue, or nil.
-func (e *Endpoint) ErrorQueue() *queue.SQLQueue { return e.errorQueue }
+func (e *Endpoint) ErrorQueue() queue.Queue { return e.errorQueue }
 
 // Mux is the endpoint's handler registry.
 func (e *Endpoint) Mux() *Mux { return e.mux }

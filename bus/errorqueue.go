@@ -25,7 +25,7 @@ var ErrNoSourceQueue = errors.New("bus: no source queue recorded")
 // destination, so they touch any number of messages in few round trips.
 type ErrorQueue struct {
 	conns *queue.Connections
-	q     *queue.SQLQueue
+	q     queue.Queue
 
 	// BatchSize is the number of messages read, moved or deleted per
 	// statement. Default queue.DefaultBatchSize (1000).
@@ -46,7 +46,7 @@ func OpenErrorQueue(ctx context.Context, conns *queue.Connections, uri string) (
 func (eq *ErrorQueue) URI() string { return eq.q.URI() }
 
 // Queue is the underlying queue.
-func (eq *ErrorQueue) Queue() *queue.SQLQueue { return eq.q }
+func (eq *ErrorQueue) Queue() queue.Queue { return eq.q }
 
 func (eq *ErrorQueue) batch() int {
 	if eq.BatchSize <= 0 {
@@ -279,18 +279,18 @@ func (eq *ErrorQueue) Retry(ctx context.Context, f Filter, opts RetryOptions) (i
 	if opts.ResetFailures {
 		drop = append(drop, HeaderFailures)
 	}
-	var to *queue.SQLQueue
+	var to queue.Queue
 	if opts.To != "" {
 		var err error
 		if to, err = eq.conns.Queue(ctx, opts.To); err != nil {
 			return 0, eq.errorf("retry to %s: %w", opts.To, err)
 		}
 	}
-	dsts := map[string]*queue.SQLQueue{}
+	dsts := map[string]queue.Queue{}
 	done, orphans := 0, 0
 	err := eq.scan(ctx, f, 0, false, func(ms []FailedMessage) (bool, error) {
-		groups := map[*queue.SQLQueue][]int64{}
-		var order []*queue.SQLQueue
+		groups := map[queue.Queue][]int64{}
+		var order []queue.Queue
 		for _, m := range ms {
 			dst := to
 			if dst == nil {

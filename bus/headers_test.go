@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,10 +15,10 @@ import (
 
 // insertRawRow stores a message row with headers text as given, as a
 // producer other than ferry might.
-func insertRawRow(t *testing.T, store *queue.Store, queueName, id, headers string) {
+func insertRawRow(t *testing.T, store queue.Store, queueName, id, headers string) {
 	t.Helper()
 	now := time.Now().UnixMicro()
-	if _, err := store.DB().ExecContext(context.Background(), store.DB().Rebind(`INSERT INTO ferry_messages
+	if _, err := store.DB().ExecContext(context.Background(), testkit.SQLX(store).Rebind(`INSERT INTO ferry_messages
  (queue, message_id, type, priority, visible_at, enqueued_at, headers, body) VALUES (?, ?, 'ping', 0, ?, ?, ?, ?)`),
 		queueName, id, now, now, headers, []byte(`{"n":1}`)); err != nil {
 		t.Fatalf("insert row with headers %q: %v", headers, err)

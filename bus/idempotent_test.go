@@ -2,13 +2,14 @@ package bus_test
 
 import (
 	"context"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"database/sql"
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/queue"
-	"github.com/jmoiron/sqlx"
 )
 
 // barrier lets n handlers through together; wait reports false if they did
@@ -73,9 +74,9 @@ func TestIdempotentConcurrentCopiesTx(t *testing.T) {
 			early = func() bool { return ep.Stats().Received == 3 }
 		}
 		mux := bus.NewMux()
-		bus.HandleTx(mux, "ping", func(ctx context.Context, m *bus.Message, tx *sqlx.Tx, p Ping) error {
+		bus.HandleTx(mux, "ping", func(ctx context.Context, m *bus.Message, tx *sql.Tx, p Ping) error {
 			calls.Add(1)
-			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO effects (id) VALUES (?)`), m.ID); err != nil {
+			if _, err := tx.ExecContext(ctx, testkit.SQLX(store).Rebind(`INSERT INTO effects (id) VALUES (?)`), m.ID); err != nil {
 				return err
 			}
 			if !b.wait(early) {
@@ -102,7 +103,7 @@ func TestIdempotentConcurrentCopiesTx(t *testing.T) {
 			return s.Handled+s.Duplicates+s.Failed >= 3
 		})
 		var n int
-		if err := store.DB().GetContext(ctx, &n, `SELECT COUNT(*) FROM effects`); err != nil {
+		if err := testkit.SQLX(store).GetContext(ctx, &n, `SELECT COUNT(*) FROM effects`); err != nil {
 			t.Fatal(err)
 		}
 		s := ep.Stats()

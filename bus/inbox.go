@@ -441,7 +441,7 @@ func (e *Endpoint) process(d queue.Delivery) {
 	// a duplicate whose (non-transactional) handler ran all the same.
 	claimed := false
 	err = e.settle(d, func(sctx context.Context) error {
-		tx, err := e.inbox.Store().DB().BeginTxx(sctx, nil)
+		tx, err := e.inbox.Store().DB().BeginTx(sctx, nil)
 		if err != nil {
 			return err
 		}
@@ -485,7 +485,7 @@ var errDuplicate = errors.New("already handled by another copy")
 // of the inbox's database, the idempotence record and the ack commit together.
 func (e *Endpoint) handleTx(ctx context.Context, d queue.Delivery, msg *Message, h Handler) {
 	store := e.inbox.Store()
-	tx, err := store.DB().BeginTxx(ctx, nil)
+	tx, err := store.DB().BeginTx(ctx, nil)
 	if err != nil {
 		e.fail(d, &msg.Envelope, KindError, fmt.Errorf("begin transaction: %w", err), "")
 		return

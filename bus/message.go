@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jmoiron/sqlx"
+	"database/sql"
 )
 
 // Message is a message being handled: its envelope, and the means to send,
@@ -17,7 +17,7 @@ type Message struct {
 	Envelope
 
 	ep *Endpoint
-	tx *sqlx.Tx // set for transactional handlers
+	tx *sql.Tx // set for transactional handlers
 
 	mu  sync.Mutex
 	out []outgoing
@@ -76,7 +76,7 @@ func (m *Message) Defer(ctx context.Context, t time.Time, body any, opts ...Send
 }
 
 // Tx is the handler's transaction for handlers registered with HandleTx, or nil.
-func (m *Message) Tx() *sqlx.Tx { return m.tx }
+func (m *Message) Tx() *sql.Tx { return m.tx }
 
 // Endpoint is the endpoint handling the message.
 func (m *Message) Endpoint() *Endpoint { return m.ep }

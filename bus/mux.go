@@ -9,7 +9,7 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/jmoiron/sqlx"
+	"database/sql"
 )
 
 // Handler handles one message. Returning an error fails the attempt: the
@@ -103,7 +103,7 @@ func Handle[T any](m *Mux, typ string, fn func(ctx context.Context, msg *Message
 // commits together with the message's ack (and with what fn sends through
 // msg to queues of the same database), so its effect happens exactly once.
 // An error rolls back both. The transaction is on the inbox's database.
-func HandleTx[T any](m *Mux, typ string, fn func(ctx context.Context, msg *Message, tx *sqlx.Tx, body T) error) {
+func HandleTx[T any](m *Mux, typ string, fn func(ctx context.Context, msg *Message, tx *sql.Tx, body T) error) {
 	RegisterType[T](m, typ)
 	m.register(typ, entry{tx: true, handler: HandlerFunc(func(ctx context.Context, msg *Message) error {
 		var body T

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -77,7 +78,7 @@ func insertMalformedHeaders(t *testing.T, conns *queue.Connections, uri, typ str
 	if err != nil {
 		t.Fatal(err)
 	}
-	db := q.Store().DB()
+	db := testkit.SQLX(q.Store())
 	now := time.Now().UnixMicro()
 	if _, err := db.ExecContext(ctx, db.Rebind(`INSERT INTO ferry_messages
  (queue, message_id, type, priority, visible_at, enqueued_at, headers, body) VALUES (?, ?, ?, 0, ?, ?, ?, ?)`),

@@ -144,7 +144,7 @@ func validateRoutes(routes []Route) error {
 // subscriptions caches the SQL subscription table, refreshed when older
 // than refresh.
 type subscriptions struct {
-	store   *queue.Store
+	store   queue.Store
 	refresh time.Duration
 
 	mu     sync.Mutex
@@ -187,7 +187,7 @@ func (s *subscriptions) invalidate() {
 // outgoing is a message waiting to be enqueued.
 type outgoing struct {
 	env  *Envelope
-	dest *queue.SQLQueue
+	dest queue.Queue
 }
 
 // build makes the envelope of a message sent by this endpoint, while
@@ -249,7 +249,7 @@ func (e *Endpoint) build(parent *Envelope, body any, opts []SendOption) (*Envelo
 }
 
 // sendDest resolves where a sent message goes: To, else its route.
-func (e *Endpoint) sendDest(ctx context.Context, env *Envelope, o *sendOptions) ([]*queue.SQLQueue, error) {
+func (e *Endpoint) sendDest(ctx context.Context, env *Envelope, o *sendOptions) ([]queue.Queue, error) {
 	uri := o.to
 	if uri == "" {
 		var err error
@@ -261,11 +261,11 @@ func (e *Endpoint) sendDest(ctx context.Context, env *Envelope, o *sendOptions) 
 	if err != nil {
 		return nil, err
 	}
-	return []*queue.SQLQueue{q}, nil
+	return []queue.Queue{q}, nil
 }
 
 // publishDests resolves every subscriber of a type.
-func (e *Endpoint) publishDests(ctx context.Context, env *Envelope) ([]*queue.SQLQueue, error) {
+func (e *Endpoint) publishDests(ctx context.Context, env *Envelope) ([]queue.Queue, error) {
 	if e.subs == nil {
 		return nil, fmt.Errorf("bus: endpoint %q cannot publish %q: no subscription store", e.cfg.Name, env.Type)
 	}
@@ -273,7 +273,7 @@ func (e *Endpoint) publishDests(ctx context.Context, env *Envelope) ([]*queue.SQ
 	if err != nil {
 		return nil, err
 	}
-	out := make([]*queue.SQLQueue, 0, len(uris))
+	out := make([]queue.Queue, 0, len(uris))
 	for _, u := range uris {
 		q, err := e.queue(ctx, u)
 		if err != nil {
@@ -285,7 +285,7 @@ func (e *Endpoint) publishDests(ctx context.Context, env *Envelope) ([]*queue.SQ
 }
 
 // replyDest resolves the sender's inbox of parent.
-func (e *Endpoint) replyDest(ctx context.Context, parent *Envelope) ([]*queue.SQLQueue, error) {
+func (e *Endpoint) replyDest(ctx context.Context, parent *Envelope) ([]queue.Queue, error) {
 	if parent == nil || parent.ReplyTo == "" {
 		id := ""
 		if parent != nil {
@@ -297,14 +297,14 @@ func (e *Endpoint) replyDest(ctx context.Context, parent *Envelope) ([]*queue.SQ
 	if err != nil {
 		return nil, fmt.Errorf("bus: reply to message %s: %w", parent.ID, err)
 	}
-	return []*queue.SQLQueue{q}, nil
+	return []queue.Queue{q}, nil
 }
 
 // enqueue writes outgoing messages, in tx when it is not nil.
 func enqueue(ctx context.Context, tx queue.Execer, out []outgoing) error {
 	// One statement per destination queue.
-	byQueue := map[*queue.SQLQueue][]queue.Message{}
-	var order []*queue.SQLQueue
+	byQueue := map[queue.Queue][]queue.Message{}
+	var order []queue.Queue
 	for _, o := range out {
 		m, err := o.env.toMessage()
 		if err != nil {
@@ -343,7 +343,7 @@ func (e *Endpoint) prepare(ctx context.Context, kind sendKind, parent *Envelope,
 	if err != nil {
 		return nil, err
 	}
-	var dests []*queue.SQLQueue
+	var dests []queue.Queue
 	switch kind {
 	case kindSend:
 		dests, err = e.sendDest(ctx, env, o)

@@ -88,7 +88,7 @@ type Distributor struct {
 	cfg     Config
 	conns   *queue.Connections
 	log     *slog.Logger
-	inbox   *queue.SQLQueue
+	inbox   queue.Queue
 	control *bus.Endpoint
 	local   *bus.Endpoint // only when !Distribute
 	reg     *registry
@@ -230,7 +230,7 @@ func (d *Distributor) Registry() Snapshot { return d.reg.snapshot(time.Now()) }
 func (d *Distributor) Active() bool { return d.active.Load() }
 
 // Inbox is the queue whose messages are distributed.
-func (d *Distributor) Inbox() *queue.SQLQueue { return d.inbox }
+func (d *Distributor) Inbox() queue.Queue { return d.inbox }
 
 // lockName is the database lock that makes one distributor per control inbox.
 func (d *Distributor) lockName() string { return "distributor:" + d.control.Inbox().URI() }
@@ -257,11 +257,13 @@ func (d *Distributor) holdLock(ctx context.Context) {
 	renew := d.cfg.LockTTL / 3
 	poll := min(renew, 500*time.Millisecond)
 	var r *role
-	var sess *queue.LockSession
+	var sess queue.LockSession
 	defer func() {
 		r.stop(d)
 		d.token.Store(0)
-		sess.Close()
+		if sess != nil {
+			sess.Close()
+		}
 	}()
 	standbyLogged, failing := false, false
 	for {

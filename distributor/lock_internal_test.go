@@ -2,6 +2,7 @@ package distributor
 
 import (
 	"context"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -74,7 +75,7 @@ func TestDistributorThatLostItsLockMovesNothing(t *testing.T) {
 
 	store := d.control.Inbox().Store()
 	var pid int
-	err := store.DB().GetContext(ctx, &pid, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
+	err := testkit.SQLX(store).GetContext(ctx, &pid, `SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted
  AND ((classid::bigint << 32) | objid::bigint) = `+`hashtextextended(current_schema() || ':ferry_lock:' || $1 || ':' || $2, 0)`,
 		d.lockName(), d.owner)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 // reports which of them it removed, by row id: a delivery missing from the
 // result had lost its lease. It lets a caller ack for many threads at once
 // and still tell each thread its own outcome.
-func (q *SQLQueue) AckMany(ctx context.Context, ds []Delivery) (map[int64]bool, error) {
+func (q *sqlQueue) AckMany(ctx context.Context, ds []Delivery) (map[int64]bool, error) {
 	acked := make(map[int64]bool, len(ds))
 	// A delivery without a lease is never acked: it is reported as not
 	// removed, like one whose lease was lost.

@@ -47,7 +47,7 @@ const (
 var benchBatches = []int{1, 100}
 
 // benchStore opens a migrated store on a fresh database of the dialect.
-func benchStore(b *testing.B, dialect string) *queue.Store {
+func benchStore(b *testing.B, dialect string) queue.Store {
 	b.Helper()
 	ctx := context.Background()
 	s, err := queue.Open(ctx, testdb.DSN(b, dialect), queue.Options{Name: "bench", AutoMigrate: true})
@@ -190,7 +190,7 @@ func benchRawDeleteReturning(b *testing.B, prepared bool) {
 	benchForEachCase(b, func(b *testing.B, dialect string, batch int) {
 		ctx := context.Background()
 		s := benchStore(b, dialect)
-		db := s.DB().DB
+		db := s.DB()
 		query := `DELETE FROM ferry_messages WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ?
 ORDER BY priority DESC, id LIMIT ?) RETURNING id, message_id, type, priority, attempts, enqueued_at, visible_at, lease_token, headers, body`
 		if s.Dialect() == queue.Postgres {
@@ -243,7 +243,7 @@ ORDER BY priority DESC, id LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING id, messag
 // benchPreload fills the bench queue with n visible messages (raw inserts of 500
 // rows, so ferry and raw benchmarks start from the same table), then
 // refreshes the planner statistics (autovacuum may be off).
-func benchPreload(b *testing.B, s *queue.Store, n int) {
+func benchPreload(b *testing.B, s queue.Store, n int) {
 	b.Helper()
 	ctx := context.Background()
 	ins := newBenchRawInserter(s, false)
@@ -265,8 +265,8 @@ type benchRawInserter struct {
 	texts    map[int]string
 }
 
-func newBenchRawInserter(s *queue.Store, prepared bool) *benchRawInserter {
-	return &benchRawInserter{db: s.DB().DB, pg: s.Dialect() == queue.Postgres, prepared: prepared,
+func newBenchRawInserter(s queue.Store, prepared bool) *benchRawInserter {
+	return &benchRawInserter{db: s.DB(), pg: s.Dialect() == queue.Postgres, prepared: prepared,
 		stmts: map[int]*sql.Stmt{}, texts: map[int]string{}}
 }
 

@@ -51,7 +51,7 @@ func (o BulkOptions) done(n int) {
 
 // LastRowID is the highest row id in the queue, or zero when it is empty.
 // Scans that must end under steady inflow stop there.
-func (q *SQLQueue) LastRowID(ctx context.Context) (int64, error) {
+func (q *sqlQueue) LastRowID(ctx context.Context) (int64, error) {
 	var id int64
 	if err := q.store.db.GetContext(ctx, &id, q.store.q.maxID, q.name); err != nil {
 		return 0, q.errorf("last row id", err)
@@ -62,7 +62,7 @@ func (q *SQLQueue) LastRowID(ctx context.Context) (int64, error) {
 // FindMessages returns the rows of this queue whose MessageID is one of
 // messageIDs, in row order, in any state, without leasing them. It runs one
 // SELECT per DefaultBatchSize ids.
-func (q *SQLQueue) FindMessages(ctx context.Context, messageIDs []string) ([]Delivery, error) {
+func (q *sqlQueue) FindMessages(ctx context.Context, messageIDs []string) ([]Delivery, error) {
 	var out []Delivery
 	for start := 0; start < len(messageIDs); start += DefaultBatchSize {
 		chunk := messageIDs[start:min(start+DefaultBatchSize, len(messageIDs))]
@@ -101,11 +101,11 @@ func (q *SQLQueue) FindMessages(ctx context.Context, messageIDs []string) ([]Del
 // Across databases each batch is leased (one UPDATE), enqueued in dst (one
 // INSERT) and deleted (one DELETE): at least once, so a failure between the
 // last two can leave a copy in both queues, never in neither.
-func (q *SQLQueue) MoveRows(ctx context.Context, rowIDs []int64, dst Queue, opts BulkOptions) (int, error) {
+func (q *sqlQueue) MoveRows(ctx context.Context, rowIDs []int64, dst Queue, opts BulkOptions) (int, error) {
 	if dst == nil {
 		return 0, q.errorf("move rows", fmt.Errorf("no destination queue"))
 	}
-	same, local := dst.(*SQLQueue)
+	same, local := dst.(*sqlQueue)
 	local = local && same.store == q.store
 	if local && same.name == q.name {
 		return 0, q.errorf("move rows to "+dst.URI(), fmt.Errorf("source and destination are the same queue"))
@@ -132,7 +132,7 @@ func (q *SQLQueue) MoveRows(ctx context.Context, rowIDs []int64, dst Queue, opts
 }
 
 // moveRowsLocal moves one batch with a single UPDATE.
-func (q *SQLQueue) moveRowsLocal(ctx context.Context, ids []int64, dst *SQLQueue, drop []string) (int, error) {
+func (q *sqlQueue) moveRowsLocal(ctx context.Context, ids []int64, dst *sqlQueue, drop []string) (int, error) {
 	now := micros(time.Now())
 	var (
 		query string
@@ -163,7 +163,7 @@ WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) AND (lease_token = 0 
 
 // moveRowsAcross moves one batch to a queue of another database: lease,
 // enqueue in dst, delete.
-func (q *SQLQueue) moveRowsAcross(ctx context.Context, ids []int64, dst Queue, drop []string) (int, error) {
+func (q *sqlQueue) moveRowsAcross(ctx context.Context, ids []int64, dst Queue, drop []string) (int, error) {
 	op := fmt.Sprintf("move %d rows to %s", len(ids), dst.URI())
 	ds, token, err := q.leaseRows(ctx, ids)
 	if err != nil {
@@ -203,7 +203,7 @@ func (q *SQLQueue) moveRowsAcross(ctx context.Context, ids []int64, dst Queue, d
 }
 
 // leaseRows leases the free rows among ids under one new token, in row order.
-func (q *SQLQueue) leaseRows(ctx context.Context, ids []int64) ([]Delivery, int64, error) {
+func (q *sqlQueue) leaseRows(ctx context.Context, ids []int64) ([]Delivery, int64, error) {
 	now := time.Now()
 	token := newLeaseToken()
 	var (
@@ -237,7 +237,7 @@ RETURNING ` + deliveryColumns
 }
 
 // deleteLeasedRows deletes the rows among ids still leased under token.
-func (q *SQLQueue) deleteLeasedRows(ctx context.Context, ids []int64, token int64) (int, error) {
+func (q *sqlQueue) deleteLeasedRows(ctx context.Context, ids []int64, token int64) (int, error) {
 	var (
 		query string
 		list  any
@@ -258,7 +258,7 @@ func (q *SQLQueue) deleteLeasedRows(ctx context.Context, ids []int64, token int6
 }
 
 // unleaseRows makes the rows among ids leased under token visible again.
-func (q *SQLQueue) unleaseRows(ctx context.Context, ids []int64, token int64) (int, error) {
+func (q *sqlQueue) unleaseRows(ctx context.Context, ids []int64, token int64) (int, error) {
 	var (
 		query string
 		list  any
@@ -281,7 +281,7 @@ func (q *SQLQueue) unleaseRows(ctx context.Context, ids []int64, token int64) (i
 // DeleteRows deletes the rows of this queue with the given row ids
 // (Delivery.ID), one DELETE per batch of opts.BatchSize, and returns how
 // many it deleted. Rows that are leased, gone or in another queue are skipped.
-func (q *SQLQueue) DeleteRows(ctx context.Context, rowIDs []int64, opts BulkOptions) (int, error) {
+func (q *sqlQueue) DeleteRows(ctx context.Context, rowIDs []int64, opts BulkOptions) (int, error) {
 	total := 0
 	for start := 0; start < len(rowIDs); start += opts.batch() {
 		chunk := rowIDs[start:min(start+opts.batch(), len(rowIDs))]

@@ -15,7 +15,7 @@ import (
 )
 
 // bulkStore opens a migrated store on a fresh database of the dialect.
-func bulkStore(t *testing.T, dialect, name string) *queue.Store {
+func bulkStore(t *testing.T, dialect, name string) queue.Store {
 	t.Helper()
 	s, err := queue.Open(context.Background(), testdb.DSN(t, dialect), queue.Options{Name: name, AutoMigrate: true})
 	if err != nil {
@@ -25,7 +25,7 @@ func bulkStore(t *testing.T, dialect, name string) *queue.Store {
 	return s
 }
 
-func bulkQueue(t *testing.T, s *queue.Store, name string) *queue.SQLQueue {
+func bulkQueue(t *testing.T, s queue.Store, name string) queue.Queue {
 	t.Helper()
 	q, err := s.Queue(name)
 	if err != nil {
@@ -36,7 +36,7 @@ func bulkQueue(t *testing.T, s *queue.Store, name string) *queue.SQLQueue {
 
 // bulkFill enqueues n messages m-0…m-(n-1) with two headers and returns
 // their row ids in order.
-func bulkFill(t *testing.T, q *queue.SQLQueue, n int) []int64 {
+func bulkFill(t *testing.T, q queue.Queue, n int) []int64 {
 	t.Helper()
 	ctx := context.Background()
 	msgs := make([]queue.Message, n)
@@ -71,7 +71,7 @@ func bulkFill(t *testing.T, q *queue.SQLQueue, n int) []int64 {
 	return ids
 }
 
-func bulkPeekAll(t *testing.T, q *queue.SQLQueue) []queue.Delivery {
+func bulkPeekAll(t *testing.T, q queue.Queue) []queue.Delivery {
 	t.Helper()
 	ds, err := q.Peek(context.Background(), 0, 100000)
 	if err != nil {

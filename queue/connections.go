@@ -19,7 +19,7 @@ type Connections struct {
 	mu     sync.Mutex
 	dsns   map[string]string
 	opts   Options
-	stores map[string]*Store
+	stores map[string]Store
 }
 
 // NewConnections returns a resolver for the named connection strings
@@ -30,7 +30,7 @@ func NewConnections(dsns map[string]string, opts Options) *Connections {
 	for k, v := range dsns {
 		cp[k] = v
 	}
-	return &Connections{dsns: cp, opts: opts, stores: map[string]*Store{}}
+	return &Connections{dsns: cp, opts: opts, stores: map[string]Store{}}
 }
 
 // Names lists the configured connection names, sorted.
@@ -44,7 +44,7 @@ func (c *Connections) Names() []string {
 }
 
 // Store opens (once) and returns the store of the named connection.
-func (c *Connections) Store(ctx context.Context, name string) (*Store, error) {
+func (c *Connections) Store(ctx context.Context, name string) (Store, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if s, ok := c.stores[name]; ok {
@@ -65,7 +65,7 @@ func (c *Connections) Store(ctx context.Context, name string) (*Store, error) {
 }
 
 // Queue resolves a queue URI, sql://CONNECTION/QUEUE.
-func (c *Connections) Queue(ctx context.Context, uri string) (*SQLQueue, error) {
+func (c *Connections) Queue(ctx context.Context, uri string) (Queue, error) {
 	u, err := ParseURI(uri)
 	if err != nil {
 		return nil, err

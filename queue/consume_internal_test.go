@@ -22,7 +22,8 @@ func TestConsumePoolCommitMode(t *testing.T) {
 		sync        bool
 		main, fresh string
 	}{{false, "on", "off"}, {true, "on", "on"}} {
-		s, err := Open(ctx, dsn, Options{SyncConsume: tc.sync})
+		st, err := Open(ctx, dsn, Options{SyncConsume: tc.sync})
+		s, _ := st.(*sqlStore)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +45,8 @@ func TestConsumePoolCommitMode(t *testing.T) {
 func TestPreparedStatements(t *testing.T) {
 	ctx := context.Background()
 	for _, noPrepare := range []bool{false, true} {
-		s, err := Open(ctx, testdb.Postgres(t), Options{NoPrepare: noPrepare, AutoMigrate: true})
+		st, err := Open(ctx, testdb.Postgres(t), Options{NoPrepare: noPrepare, AutoMigrate: true})
+		s, _ := st.(*sqlStore)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -92,7 +94,8 @@ func TestLongSchemaNotifyChannel(t *testing.T) {
 	q := u.Query()
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
-	s, err := Open(ctx, u.String(), Options{AutoMigrate: true})
+	st, err := Open(ctx, u.String(), Options{AutoMigrate: true})
+	s, _ := st.(*sqlStore)
 	if err != nil {
 		t.Fatal(err)
 	}

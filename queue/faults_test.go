@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"errors"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"log/slog"
 	"net"
 	"strings"
@@ -94,7 +95,7 @@ func TestSessionDefaults(t *testing.T) {
 		}
 		defer s.Close()
 		var v string
-		if err := s.DB().GetContext(context.Background(), &v, "SHOW "+setting); err != nil {
+		if err := testkit.SQLX(s).GetContext(context.Background(), &v, "SHOW "+setting); err != nil {
 			t.Fatal(err)
 		}
 		return v

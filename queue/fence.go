@@ -44,11 +44,11 @@ WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
 // When the lock, this queue and dst are not all in one database the check
 // is a separate statement just before the move (and the count is reset,
 // as by MoveReady), which narrows but does not close the window.
-func (q *SQLQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence) (int, error) {
+func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence) (int, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
-	same, ok := dst.(*SQLQueue)
+	same, ok := dst.(*sqlQueue)
 	if !ok || same.store != q.store || fence.store != q.store {
 		held, err := fence.Held(ctx)
 		if err != nil {

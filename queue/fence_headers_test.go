@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"testing"
 	"time"
 )
@@ -18,7 +19,7 @@ func TestFencedMoveWithMalformedHeaders(t *testing.T) {
 		bulkFill(t, src, 3)
 		const raw = `{"ferry.correlation-id":"c-1","x":"y"`
 		now := time.Now().UnixMicro()
-		if _, err := s.DB().ExecContext(ctx, s.DB().Rebind(`INSERT INTO ferry_messages
+		if _, err := s.DB().ExecContext(ctx, testkit.SQLX(s).Rebind(`INSERT INTO ferry_messages
  (queue, message_id, type, priority, visible_at, enqueued_at, headers, body) VALUES ('src', 'bad', 't', 0, ?, ?, ?, ?)`),
 			now, now, raw, []byte(`{}`)); err != nil {
 			t.Fatal(err)

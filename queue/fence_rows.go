@@ -30,7 +30,7 @@ func malformedHeadersErr(err error) bool {
 // decoded moves with them untouched, byte for byte, for its receiver to park
 // as a decode failure. One transaction: the fence is checked in it, with the
 // rows locked.
-func (q *SQLQueue) moveFencedRows(ctx context.Context, dst *SQLQueue, limit int, setHeaders map[string]string, fence Fence) (int, error) {
+func (q *sqlQueue) moveFencedRows(ctx context.Context, dst *sqlQueue, limit int, setHeaders map[string]string, fence Fence) (int, error) {
 	s := q.store
 	pg := s.dialect == Postgres
 	if !pg {

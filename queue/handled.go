@@ -12,7 +12,7 @@ import (
 // claiming one id at once, exactly one gets true once it commits (on
 // PostgreSQL the others wait for it at the INSERT, on SQLite the write lock
 // orders them), so only that one should commit its effects.
-func (s *Store) ClaimHandledTx(ctx context.Context, tx Execer, endpoint, messageID string) (bool, error) {
+func (s *sqlStore) ClaimHandledTx(ctx context.Context, tx Execer, endpoint, messageID string) (bool, error) {
 	res, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO ferry_handled (endpoint, message_id, handled_at) VALUES (?, ?, ?)
 ON CONFLICT (endpoint, message_id) DO NOTHING`), endpoint, messageID, micros(time.Now()))
 	if err != nil {

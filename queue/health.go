@@ -16,7 +16,7 @@ type health struct {
 }
 
 // startHealth starts the checks of a PostgreSQL store; nil on SQLite.
-func (s *Store) startHealth() *health {
+func (s *sqlStore) startHealth() *health {
 	if s.dialect != Postgres {
 		return nil
 	}

@@ -20,7 +20,7 @@ import (
 // when its holder has no LockSession (see OpenLockSession): a holder that
 // died (its connection closed) loses the lock at once, not after ttl. So on
 // PostgreSQL an owner opens its session before it acquires.
-func (s *Store) AcquireLock(ctx context.Context, name, owner string, ttl time.Duration) (int64, error) {
+func (s *sqlStore) AcquireLock(ctx context.Context, name, owner string, ttl time.Duration) (int64, error) {
 	now := time.Now()
 	q := `INSERT INTO ferry_locks (name, owner, expires_at, token) VALUES (?, ?, ?, ?)
 ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at,
@@ -72,7 +72,7 @@ func sessionKey(name, owner string) string {
 	return `hashtextextended(current_schema() || ':ferry_lock:' || ` + name + ` || ':' || ` + owner + `, 0)`
 }
 
-// LockSession marks a lock owner alive for as long as one database session
+// lockSession marks a lock owner alive for as long as one database session
 // lasts (PostgreSQL): it holds an advisory lock on a dedicated connection,
 // which the server drops the moment the process dies or the connection
 // closes. AcquireLock then treats that owner's lock as free.
@@ -80,22 +80,22 @@ func sessionKey(name, owner string) string {
 // On SQLite, whose file is on this machine, the session is an exclusive
 // lock on a small file beside the database, which the kernel drops when
 // the process dies.
-type LockSession struct {
+type lockSession struct {
 	conn *sql.Conn
 	file *sessionFile
 }
 
 // OpenLockSession opens owner's session for lock name.
-func (s *Store) OpenLockSession(ctx context.Context, name, owner string) (*LockSession, error) {
+func (s *sqlStore) OpenLockSession(ctx context.Context, name, owner string) (LockSession, error) {
 	if s.dialect == SQLite {
 		f, err := openSessionFile(s.sessionPath(name, owner))
 		if err != nil {
 			return nil, fmt.Errorf("queue: lock %q: session of owner %q: %w", name, owner, err)
 		}
 		if f == nil {
-			return nil, nil // no file locks here: a plain lease
+			return noSession{}, nil // no file locks here: a plain lease
 		}
-		return &LockSession{file: f}, nil
+		return &lockSession{file: f}, nil
 	}
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
@@ -110,12 +110,12 @@ func (s *Store) OpenLockSession(ctx context.Context, name, owner string) (*LockS
 		conn.Close()
 		return nil, fmt.Errorf("queue: lock %q: session lock of owner %q is held by another session", name, owner)
 	}
-	return &LockSession{conn: conn}, nil
+	return &lockSession{conn: conn}, nil
 }
 
 // Alive reports an error when the session's connection no longer answers:
 // its lock is then gone, and a new session must be opened.
-func (l *LockSession) Alive(ctx context.Context) error {
+func (l *lockSession) Alive(ctx context.Context) error {
 	if l == nil || l.file != nil {
 		return nil // a file lock lasts as long as the process
 	}
@@ -125,8 +125,15 @@ func (l *LockSession) Alive(ctx context.Context) error {
 	return nil
 }
 
+// noSession is the session where the platform has no file locks: the lock
+// is a plain lease, freed when it expires.
+type noSession struct{}
+
+func (noSession) Alive(context.Context) error { return nil }
+func (noSession) Close() error                { return nil }
+
 // Close ends the session, which frees its lock. A nil session is a no-op.
-func (l *LockSession) Close() error {
+func (l *lockSession) Close() error {
 	if l == nil {
 		return nil
 	}
@@ -144,7 +151,7 @@ func (l *LockSession) Close() error {
 
 // Unlock frees the named lock if owner holds it. The row stays, with its
 // token, so tokens keep growing across holders.
-func (s *Store) Unlock(ctx context.Context, name, owner string) error {
+func (s *sqlStore) Unlock(ctx context.Context, name, owner string) error {
 	if _, err := s.exec(ctx, s.db.Rebind(`UPDATE ferry_locks SET owner = '', expires_at = 0 WHERE name = ? AND owner = ?`), name, owner); err != nil {
 		return fmt.Errorf("queue: unlock %q: %w", name, err)
 	}
@@ -155,35 +162,16 @@ func (s *Store) Unlock(ctx context.Context, name, owner string) error {
 	return nil
 }
 
-// LockOwner returns who holds the named lock and until when; "" when free.
-func (s *Store) LockOwner(ctx context.Context, name string) (string, time.Time, error) {
-	var row struct {
-		Owner     string `db:"owner"`
-		ExpiresAt int64  `db:"expires_at"`
-	}
-	err := s.db.GetContext(ctx, &row, s.db.Rebind(`SELECT owner, expires_at FROM ferry_locks WHERE name = ?`), name)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", time.Time{}, nil
-	}
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("queue: read lock %q: %w", name, err)
-	}
-	if row.ExpiresAt < micros(time.Now()) {
-		return "", time.Time{}, nil
-	}
-	return row.Owner, fromMicros(row.ExpiresAt), nil
-}
-
 // Fence is one holding of a lock: a statement fenced with it acts only
 // while the lock's token is still Token, checked in the statement itself.
 type Fence struct {
-	store *Store
+	store *sqlStore
 	name  string
 	token int64
 }
 
 // Fence returns the fence of lock name as held with token (from AcquireLock).
-func (s *Store) Fence(name string, token int64) Fence {
+func (s *sqlStore) Fence(name string, token int64) Fence {
 	return Fence{store: s, name: name, token: token}
 }
 

@@ -13,7 +13,7 @@ import (
 
 // sessionPath is the file whose lock marks owner's session of lock name
 // alive on a SQLite store: beside the database file, named by a hash.
-func (s *Store) sessionPath(name, owner string) string {
+func (s *sqlStore) sessionPath(name, owner string) string {
 	path, _, _ := strings.Cut(strings.TrimPrefix(s.dsn, "sqlite://"), "?")
 	sum := sha256.Sum256([]byte(name + "\x00" + owner))
 	return path + "-lock-" + hex.EncodeToString(sum[:8])
@@ -23,7 +23,7 @@ func (s *Store) sessionPath(name, owner string) string {
 // with an unexpired lease whose session file lock can be taken (its
 // process died), returns that owner, and a release to call once the lock
 // is taken over. Otherwise "" and a no-op release.
-func (s *Store) deadSQLiteHolder(ctx context.Context, name, owner string) (string, func(), error) {
+func (s *sqlStore) deadSQLiteHolder(ctx context.Context, name, owner string) (string, func(), error) {
 	var row struct {
 		Owner     string `db:"owner"`
 		ExpiresAt int64  `db:"expires_at"`

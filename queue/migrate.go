@@ -3,6 +3,7 @@ package queue
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"path"
 	"sort"
@@ -50,13 +51,13 @@ func Migrations(d Dialect) ([]Migration, error) {
 // processes at once: a lock (an advisory lock on PostgreSQL, the write lock
 // on SQLite) lets one apply them while the others wait and then find nothing
 // left to do.
-func (s *Store) Migrate(ctx context.Context) error {
+func (s *sqlStore) Migrate(ctx context.Context) error {
 	_, err := s.MigrateCount(ctx)
 	return err
 }
 
 // MigrateCount is Migrate that also reports how many migrations it applied.
-func (s *Store) MigrateCount(ctx context.Context) (int, error) {
+func (s *sqlStore) MigrateCount(ctx context.Context) (int, error) {
 	migs, err := Migrations(s.dialect)
 	if err != nil {
 		return 0, err
@@ -103,4 +104,36 @@ version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); 
 		return 0, fmt.Errorf("queue: migrate: commit: %w", err)
 	}
 	return applied, nil
+}
+
+// ErrUnmigrated is returned (wrapped) by PendingMigrations when the database
+// has no schema version table: it was never migrated.
+var ErrUnmigrated = errors.New("database schema not migrated")
+
+// PendingMigrations lists the embedded migrations the database lacks.
+func (s *sqlStore) PendingMigrations(ctx context.Context) ([]Migration, error) {
+	migs, err := Migrations(s.dialect)
+	if err != nil {
+		return nil, err
+	}
+	var have []int
+	if err := s.db.SelectContext(ctx, &have, "SELECT version FROM ferry_migrations"); err != nil {
+		// Only a missing table means an unmigrated schema: a connection
+		// reset or a timeout says nothing about the schema.
+		if IsMissingTable(err) {
+			return nil, fmt.Errorf("%w: %w", ErrUnmigrated, err)
+		}
+		return nil, fmt.Errorf("queue: read schema version: %w", err)
+	}
+	done := map[int]bool{}
+	for _, v := range have {
+		done[v] = true
+	}
+	var pending []Migration
+	for _, m := range migs {
+		if !done[m.Version] {
+			pending = append(pending, m)
+		}
+	}
+	return pending, nil
 }

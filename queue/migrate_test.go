@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"sync"
 	"testing"
 
@@ -44,7 +45,7 @@ func TestMigrations(t *testing.T) {
 	}
 }
 
-func openUnmigrated(t *testing.T, dsn string) *queue.Store {
+func openUnmigrated(t *testing.T, dsn string) queue.Store {
 	t.Helper()
 	s, err := queue.Open(context.Background(), dsn, queue.Options{})
 	if err != nil {
@@ -96,7 +97,7 @@ func TestMigrateTwiceIsNoop(t *testing.T) {
 				t.Fatalf("Count after migrating again = %+v, %v; want the message kept", c, err)
 			}
 			var versions int
-			if err := s.DB().GetContext(ctx, &versions, "SELECT COUNT(*) FROM ferry_migrations"); err != nil || versions != len(migs) {
+			if err := testkit.SQLX(s).GetContext(ctx, &versions, "SELECT COUNT(*) FROM ferry_migrations"); err != nil || versions != len(migs) {
 				t.Fatalf("ferry_migrations holds %d rows (%v), want %d", versions, err, len(migs))
 			}
 		})
@@ -117,7 +118,7 @@ func TestMigrateConcurrently(t *testing.T) {
 			)
 			// Each goroutine opens its own store (on SQLite the first one
 			// creates the file) and migrates, all at once.
-			stores := make([]*queue.Store, n)
+			stores := make([]queue.Store, n)
 			for i := range n {
 				wg.Add(1)
 				go func() {

@@ -17,7 +17,7 @@ type preparedStmts struct {
 
 // prepared returns query prepared on the consume pool, or nil where
 // statements are not prepared (SQLite, Options.NoPrepare) or preparing failed.
-func (s *Store) prepared(query string) *sqlx.Stmt {
+func (s *sqlStore) prepared(query string) *sqlx.Stmt {
 	if s.dialect != Postgres || s.opts.NoPrepare {
 		return nil
 	}
@@ -39,7 +39,7 @@ func (s *Store) prepared(query string) *sqlx.Stmt {
 }
 
 // consumeQuery runs a consumer-side query, prepared where possible.
-func (s *Store) consumeQuery(ctx context.Context, query string, args ...any) (*sqlx.Rows, error) {
+func (s *sqlStore) consumeQuery(ctx context.Context, query string, args ...any) (*sqlx.Rows, error) {
 	if st := s.prepared(query); st != nil {
 		return st.QueryxContext(ctx, args...)
 	}
@@ -47,7 +47,7 @@ func (s *Store) consumeQuery(ctx context.Context, query string, args ...any) (*s
 }
 
 // consumeQueryRow runs a consumer-side single-row query, prepared where possible.
-func (s *Store) consumeQueryRow(ctx context.Context, query string, args ...any) *sqlx.Row {
+func (s *sqlStore) consumeQueryRow(ctx context.Context, query string, args ...any) *sqlx.Row {
 	if st := s.prepared(query); st != nil {
 		return st.QueryRowxContext(ctx, args...)
 	}
@@ -55,7 +55,7 @@ func (s *Store) consumeQueryRow(ctx context.Context, query string, args ...any) 
 }
 
 // closeStmts closes the prepared statements.
-func (s *Store) closeStmts() {
+func (s *sqlStore) closeStmts() {
 	s.stmts.mu.Lock()
 	defer s.stmts.mu.Unlock()
 	for _, st := range s.stmts.m {

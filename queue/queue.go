@@ -10,6 +10,7 @@ package queue
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"time"
 )
@@ -90,37 +91,192 @@ type ReleaseOptions struct {
 	Uncount bool
 }
 
-// Queue is one named queue. Its methods are safe for concurrent use.
+// Queue is one named queue: every operation ferry performs on a queue, in
+// small interfaces by role. Its methods are safe for concurrent use. A store
+// implementation provides all of it and proves so with the contract suite in
+// queue/queuetest.
 type Queue interface {
 	// Name is the queue's name within its store.
 	Name() string
 	// URI is the queue's address, sql://CONNECTION/QUEUE when known.
 	URI() string
-	// Enqueue stores messages; they are visible at their VisibleAt.
+	// Store is the database the queue lives in.
+	Store() Store
+	Producer
+	Consumer
+	Mover
+	Browser
+}
+
+// Producer puts messages into a queue.
+type Producer interface {
+	// Enqueue stores messages, all or none; they are visible at their VisibleAt.
 	Enqueue(ctx context.Context, msgs ...Message) error
+	// EnqueueTx stores messages inside the caller's transaction on this
+	// queue's database (a *sql.Tx or *sqlx.Tx): they exist only if it commits.
+	EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) error
+}
+
+// Consumer leases messages and settles them.
+type Consumer interface {
 	// Receive leases up to max visible messages for lease, in priority order,
 	// and increments their attempt counts. It returns at once, possibly empty.
 	Receive(ctx context.Context, max int, lease time.Duration) ([]Delivery, error)
 	// ReceiveWait is Receive that waits, without spinning, until at least
 	// one message is visible or ctx ends.
 	ReceiveWait(ctx context.Context, max int, lease time.Duration) ([]Delivery, error)
+	// Wake returns a channel closed at the next enqueue signal for this
+	// queue. Take it before Receive, so that a message enqueued in between
+	// is not missed.
+	Wake() <-chan struct{}
+	// MaxPoll is the longest an idle receiver should wait between polls
+	// when no wake-up arrives.
+	MaxPoll() time.Duration
 	// Extend renews a lease to end lease from now.
 	Extend(ctx context.Context, d Delivery, lease time.Duration) error
 	// Ack removes handled messages. It returns ErrLeaseLost (wrapped) when
 	// any of them was no longer leased by these deliveries.
 	Ack(ctx context.Context, ds ...Delivery) error
+	// AckTx removes a handled message inside the caller's transaction.
+	AckTx(ctx context.Context, tx Execer, d Delivery) error
+	// AckMany removes handled messages in as few statements as it can and
+	// reports which it removed, by row id: a missing one had lost its lease.
+	AckMany(ctx context.Context, ds []Delivery) (map[int64]bool, error)
 	// Release gives a leased message back to the queue.
 	Release(ctx context.Context, d Delivery, opts ReleaseOptions) error
+	// MarkStarted records that a handler started on a redelivered message
+	// with no recorded outcome, and returns how many such starts it has had.
+	MarkStarted(ctx context.Context, d Delivery) (int, error)
+}
+
+// Mover takes messages from one queue to another.
+type Mover interface {
 	// Move takes a leased message off this queue and into dst, with new
 	// headers when headers is not nil. In dst the message starts afresh:
 	// visible now, not leased, its attempt count zero.
 	Move(ctx context.Context, d Delivery, dst Queue, headers map[string]string) error
+	// MoveReady moves up to limit visible messages, in receive order, to
+	// dst, merging setHeaders into their headers, and returns how many.
+	MoveReady(ctx context.Context, dst Queue, limit int, setHeaders map[string]string) (int, error)
+	// MoveReadyFenced is MoveReady that acts only while fence's lock still
+	// has its token, checked in the move itself where the store can.
+	MoveReadyFenced(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence) (int, error)
+	// MoveRows moves the rows with the given ids (Delivery.ID) that are not
+	// leased to dst, in batches, and returns how many it moved.
+	MoveRows(ctx context.Context, rowIDs []int64, dst Queue, opts BulkOptions) (int, error)
+	// ReleaseLeased makes every leased message of the queue visible again
+	// (its holder is known to be gone) and returns how many.
+	ReleaseLeased(ctx context.Context) (int, error)
+}
+
+// Browser reads and administers a queue's messages without consuming them.
+type Browser interface {
 	// Count returns the number of messages by state.
 	Count(ctx context.Context) (Counts, error)
 	// Peek lists up to limit messages with row id above afterID, in id order,
 	// without leasing them.
 	Peek(ctx context.Context, afterID int64, limit int) ([]Delivery, error)
+	// FindMessages returns the messages of the queue with these message ids.
+	FindMessages(ctx context.Context, messageIDs []string) ([]Delivery, error)
+	// LastRowID is the highest row id in the queue, 0 when empty.
+	LastRowID(ctx context.Context) (int64, error)
+	// DeleteRows deletes the rows with the given ids that are not leased and
+	// returns how many it deleted.
+	DeleteRows(ctx context.Context, rowIDs []int64, opts BulkOptions) (int, error)
 	// Purge deletes every message that was in the queue when it started and
 	// returns how many it deleted.
 	Purge(ctx context.Context) (int64, error)
+}
+
+// Store is one database holding any number of queues, with the records
+// that ferry keeps beside them. Open returns one; a new kind of store
+// implements it and passes the contract suite in queue/queuetest.
+type Store interface {
+	// Name is the connection name used in this store's queue URIs.
+	Name() string
+	// Dialect tells which kind of database the store runs on.
+	Dialect() Dialect
+	// Queue returns the queue called name in this store.
+	Queue(name string) (Queue, error)
+	// Queues lists the queues that hold messages, by name, with counts.
+	Queues(ctx context.Context) ([]QueueInfo, error)
+	// DB is the store's connection pool, for callers' own transactions
+	// (EnqueueTx, AckTx, ClaimHandledTx run inside them).
+	DB() *sql.DB
+	// Migrate applies the embedded schema migrations not applied yet.
+	Migrate(ctx context.Context) error
+	// MigrateCount applies them too and returns how many it applied.
+	MigrateCount(ctx context.Context) (int, error)
+	// PendingMigrations lists the embedded migrations the database lacks,
+	// oldest first. Its error wraps ErrUnmigrated when the database has no
+	// schema version at all.
+	PendingMigrations(ctx context.Context) ([]Migration, error)
+	// RoundTrips returns how many statements the store has sent for queue
+	// operations since it opened.
+	RoundTrips() int64
+	// Close releases the store's connections.
+	Close() error
+	HandledRecords
+	Subscriptions
+	Locker
+	WorkerRecords
+}
+
+// HandledRecords remember which messages an endpoint has handled, so that
+// a copy delivered again is recognised (idempotent receive).
+type HandledRecords interface {
+	// ClaimHandledTx records inside tx that endpoint handled messageID and
+	// reports false when it was recorded before (the copy is a duplicate).
+	ClaimHandledTx(ctx context.Context, tx Execer, endpoint, messageID string) (bool, error)
+	// MarkHandledTx records inside tx that endpoint handled messageID.
+	MarkHandledTx(ctx context.Context, tx Execer, endpoint, messageID string) error
+	// Handled reports whether endpoint has handled messageID.
+	Handled(ctx context.Context, endpoint, messageID string) (bool, error)
+	// ForgetHandled deletes the records made before a time and returns how many.
+	ForgetHandled(ctx context.Context, before time.Time) (int64, error)
+}
+
+// Subscriptions map message types to the queues that subscribed to them.
+type Subscriptions interface {
+	// Subscribe adds queueURI as a subscriber of types.
+	Subscribe(ctx context.Context, queueURI string, types ...string) error
+	// Unsubscribe removes queueURI as a subscriber of types.
+	Unsubscribe(ctx context.Context, queueURI string, types ...string) error
+	// Subscriptions returns the subscriber queue URIs by message type.
+	Subscriptions(ctx context.Context) (map[string][]string, error)
+}
+
+// Locker provides named leases with fencing tokens, for one active holder
+// among several processes (the distributor and its standbys).
+type Locker interface {
+	// AcquireLock takes or renews the named lock for owner until ttl from
+	// now and returns its fencing token, or 0 when another owner holds it.
+	AcquireLock(ctx context.Context, name, owner string, ttl time.Duration) (int64, error)
+	// OpenLockSession marks owner alive for lock name for as long as the
+	// session lasts, so that its lock is free the moment it dies.
+	OpenLockSession(ctx context.Context, name, owner string) (LockSession, error)
+	// Unlock frees the named lock if owner holds it.
+	Unlock(ctx context.Context, name, owner string) error
+	// Fence returns the fence of lock name as held with token.
+	Fence(name string, token int64) Fence
+}
+
+// LockSession is an owner's liveness for a lock (see Locker.OpenLockSession).
+type LockSession interface {
+	// Alive reports an error when the session is gone: a new one must be opened.
+	Alive(ctx context.Context) error
+	// Close ends the session, which frees its lock.
+	Close() error
+}
+
+// WorkerRecords are the distributor's storage: the worker sessions it
+// knows, kept so that a new active distributor starts with them.
+type WorkerRecords interface {
+	// RecordWorker stores (or refreshes) a worker session of the distributor
+	// whose control queue is controlQueue.
+	RecordWorker(ctx context.Context, controlQueue string, w WorkerRecord) error
+	// Workers lists the worker sessions recorded for controlQueue.
+	Workers(ctx context.Context, controlQueue string) ([]WorkerRecord, error)
+	// ForgetWorker deletes a worker session's record.
+	ForgetWorker(ctx context.Context, controlQueue, workerID, session string) error
 }

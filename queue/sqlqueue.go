@@ -23,29 +23,29 @@ const ackChunk = 400
 // purgeChunk bounds rows per DELETE in Purge, to keep transactions short.
 const purgeChunk = 5000
 
-// SQLQueue is a queue stored in a SQL database. It implements [Queue].
-type SQLQueue struct {
-	store *Store
+// sqlQueue is a queue stored in a SQL database. It implements [Queue].
+type sqlQueue struct {
+	store *sqlStore
 	name  string
 }
 
-var _ Queue = (*SQLQueue)(nil)
+var _ Queue = (*sqlQueue)(nil)
 
 // Name is the queue's name within its store.
-func (q *SQLQueue) Name() string { return q.name }
+func (q *sqlQueue) Name() string { return q.name }
 
 // URI is sql://CONNECTION/QUEUE.
-func (q *SQLQueue) URI() string { return URI{Connection: q.store.opts.Name, Queue: q.name}.String() }
+func (q *sqlQueue) URI() string { return URI{Connection: q.store.opts.Name, Queue: q.name}.String() }
 
 // Store is the database the queue lives in.
-func (q *SQLQueue) Store() *Store { return q.store }
+func (q *sqlQueue) Store() Store { return q.store }
 
-func (q *SQLQueue) errorf(op string, err error) error {
+func (q *sqlQueue) errorf(op string, err error) error {
 	return fmt.Errorf("queue %s: %s: %w", q.URI(), op, err)
 }
 
 // Enqueue stores messages in the queue: all of them or, on error, none.
-func (q *SQLQueue) Enqueue(ctx context.Context, msgs ...Message) error {
+func (q *sqlQueue) Enqueue(ctx context.Context, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -85,7 +85,7 @@ func (q *SQLQueue) Enqueue(ctx context.Context, msgs ...Message) error {
 // notification the INSERT carries; on SQLite this process's receivers are
 // signalled at once and find the messages once the caller has committed, at
 // their next poll at the latest.
-func (q *SQLQueue) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) error {
+func (q *sqlQueue) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
@@ -102,7 +102,7 @@ func (q *SQLQueue) EnqueueTx(ctx context.Context, tx Execer, msgs ...Message) er
 // enqueue inserts msgs with ex and reports whether any of them is visible
 // now, so that receivers in this process should be woken. Every message is
 // checked before the first INSERT, so a bad one stores nothing.
-func (q *SQLQueue) enqueue(ctx context.Context, ex Execer, msgs []Message) (bool, error) {
+func (q *sqlQueue) enqueue(ctx context.Context, ex Execer, msgs []Message) (bool, error) {
 	now := time.Now()
 	headers := make([]string, len(msgs))
 	for i, m := range msgs {
@@ -148,7 +148,7 @@ func (q *SQLQueue) enqueue(ctx context.Context, ex Execer, msgs []Message) (bool
 }
 
 // Receive leases up to max visible messages, highest priority then oldest first.
-func (q *SQLQueue) Receive(ctx context.Context, max int, lease time.Duration) ([]Delivery, error) {
+func (q *sqlQueue) Receive(ctx context.Context, max int, lease time.Duration) ([]Delivery, error) {
 	if max <= 0 {
 		return nil, nil
 	}
@@ -180,7 +180,7 @@ func (q *SQLQueue) Receive(ctx context.Context, max int, lease time.Duration) ([
 
 // Wake returns a channel closed at the next enqueue signal for this queue.
 // Take it before Receive, so that a message enqueued in between is not missed.
-func (q *SQLQueue) Wake() <-chan struct{} {
+func (q *sqlQueue) Wake() <-chan struct{} {
 	return q.store.wake(q.name)
 }
 
@@ -190,7 +190,7 @@ const minPoll = 10 * time.Millisecond
 // ReceiveWait leases up to max visible messages, waiting while there are none
 // until a wake-up arrives or an idle poll interval passes (doubling from 10ms
 // to the store's MaxPoll). It returns at least one message, or ctx's error.
-func (q *SQLQueue) ReceiveWait(ctx context.Context, max int, lease time.Duration) ([]Delivery, error) {
+func (q *sqlQueue) ReceiveWait(ctx context.Context, max int, lease time.Duration) ([]Delivery, error) {
 	poll := minPoll
 	var timer *time.Timer
 	defer func() {
@@ -228,7 +228,7 @@ func (q *SQLQueue) ReceiveWait(ctx context.Context, max int, lease time.Duration
 }
 
 // Extend renews the lease of d to end lease from now.
-func (q *SQLQueue) Extend(ctx context.Context, d Delivery, lease time.Duration) error {
+func (q *sqlQueue) Extend(ctx context.Context, d Delivery, lease time.Duration) error {
 	if err := q.checkLeased("extend", d); err != nil {
 		return err
 	}
@@ -240,7 +240,7 @@ func (q *SQLQueue) Extend(ctx context.Context, d Delivery, lease time.Duration) 
 }
 
 // Ack removes handled messages.
-func (q *SQLQueue) Ack(ctx context.Context, ds ...Delivery) error {
+func (q *sqlQueue) Ack(ctx context.Context, ds ...Delivery) error {
 	if len(ds) == 0 {
 		return nil
 	}
@@ -289,7 +289,7 @@ func (q *SQLQueue) Ack(ctx context.Context, ds ...Delivery) error {
 }
 
 // Release gives a leased message back to the queue.
-func (q *SQLQueue) Release(ctx context.Context, d Delivery, opts ReleaseOptions) error {
+func (q *sqlQueue) Release(ctx context.Context, d Delivery, opts ReleaseOptions) error {
 	if err := q.checkLeased("release", d); err != nil {
 		return err
 	}
@@ -322,11 +322,11 @@ func (q *SQLQueue) Release(ctx context.Context, d Delivery, opts ReleaseOptions)
 // dst is in the same database, enqueue then ack otherwise (at least once).
 // Either way the message starts afresh in dst: visible now, not leased, its
 // attempt count zero.
-func (q *SQLQueue) Move(ctx context.Context, d Delivery, dst Queue, headers map[string]string) error {
+func (q *sqlQueue) Move(ctx context.Context, d Delivery, dst Queue, headers map[string]string) error {
 	if err := q.checkLeased("move", d); err != nil {
 		return err
 	}
-	if same, ok := dst.(*SQLQueue); ok && same.store == q.store {
+	if same, ok := dst.(*sqlQueue); ok && same.store == q.store {
 		var h any
 		if headers != nil {
 			enc, err := encodeHeaders(headers)
@@ -362,11 +362,11 @@ func (q *SQLQueue) Move(ctx context.Context, d Delivery, dst Queue, headers map[
 // databases the messages are received, enqueued in dst, then acked. As with
 // Move, they start afresh in dst: not leased (the holder of a lease that had
 // ended can no longer ack, extend or release them), attempt count zero.
-func (q *SQLQueue) MoveReady(ctx context.Context, dst Queue, limit int, setHeaders map[string]string) (int, error) {
+func (q *sqlQueue) MoveReady(ctx context.Context, dst Queue, limit int, setHeaders map[string]string) (int, error) {
 	if limit <= 0 {
 		return 0, nil
 	}
-	if same, ok := dst.(*SQLQueue); ok && same.store == q.store {
+	if same, ok := dst.(*sqlQueue); ok && same.store == q.store {
 		patch, err := encodeHeaders(setHeaders)
 		if err != nil {
 			return 0, q.errorf("move to "+dst.URI(), err)
@@ -427,7 +427,7 @@ func (q *SQLQueue) MoveReady(ctx context.Context, dst Queue, limit int, setHeade
 }
 
 // Count returns the number of messages by state.
-func (q *SQLQueue) Count(ctx context.Context) (Counts, error) {
+func (q *sqlQueue) Count(ctx context.Context) (Counts, error) {
 	now := micros(time.Now())
 	var c Counts
 	q.store.ops.Add(1)
@@ -440,7 +440,7 @@ func (q *SQLQueue) Count(ctx context.Context) (Counts, error) {
 
 // Peek lists up to limit messages with row id above afterID, in id order,
 // in any state, without leasing them.
-func (q *SQLQueue) Peek(ctx context.Context, afterID int64, limit int) ([]Delivery, error) {
+func (q *sqlQueue) Peek(ctx context.Context, afterID int64, limit int) ([]Delivery, error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -459,7 +459,7 @@ func (q *SQLQueue) Peek(ctx context.Context, afterID int64, limit int) ([]Delive
 // Purge deletes every message that was in the queue when it started, in
 // batches, and returns how many it deleted. Messages enqueued while it runs
 // are kept, so it ends even under steady inflow.
-func (q *SQLQueue) Purge(ctx context.Context) (int64, error) {
+func (q *sqlQueue) Purge(ctx context.Context) (int64, error) {
 	var maxID int64
 	if err := q.store.db.GetContext(ctx, &maxID, q.store.q.maxID, q.name); err != nil {
 		return 0, q.errorf("purge", err)
@@ -478,7 +478,7 @@ func (q *SQLQueue) Purge(ctx context.Context) (int64, error) {
 	}
 }
 
-func (q *SQLQueue) scan(rows *sqlx.Rows) ([]Delivery, error) {
+func (q *sqlQueue) scan(rows *sqlx.Rows) ([]Delivery, error) {
 	defer rows.Close()
 	var out []Delivery
 	for rows.Next() {
@@ -504,7 +504,7 @@ func (q *SQLQueue) scan(rows *sqlx.Rows) ([]Delivery, error) {
 	return out, rows.Err()
 }
 
-func (q *SQLQueue) oneRow(res sql.Result, op string, d Delivery) error {
+func (q *sqlQueue) oneRow(res sql.Result, op string, d Delivery) error {
 	n, err := res.RowsAffected()
 	if err != nil {
 		return q.errorf(op+" "+d.MessageID, err)
@@ -517,14 +517,14 @@ func (q *SQLQueue) oneRow(res sql.Result, op string, d Delivery) error {
 
 // execConsume runs a consumer-side write (lease, release, move) on the
 // consume pool, serialised on SQLite.
-func (s *Store) execConsume(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (s *sqlStore) execConsume(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	defer s.lockWrites()()
 	s.ops.Add(1)
 	return s.consume.ExecContext(ctx, query, args...)
 }
 
 // exec runs a write on the pool, serialised on SQLite.
-func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	defer s.lockWrites()()
 	s.ops.Add(1)
 	return s.db.ExecContext(ctx, query, args...)
@@ -544,7 +544,7 @@ func encodeHeaders(h map[string]string) (string, error) {
 // checkLeased refuses to settle a delivery that carries no lease (lease
 // token zero, as from Peek): the statements match on (id, lease_token) and
 // would touch a message that nobody holds.
-func (q *SQLQueue) checkLeased(op string, d Delivery) error {
+func (q *sqlQueue) checkLeased(op string, d Delivery) error {
 	if d.LeaseToken == 0 {
 		return q.errorf(op+" "+d.MessageID, ErrNotLeased)
 	}
@@ -562,7 +562,7 @@ func newLeaseToken() int64 {
 
 // AckTx removes a handled message inside the caller's transaction on this
 // queue's database: the ack takes effect only if the transaction commits.
-func (q *SQLQueue) AckTx(ctx context.Context, tx Execer, d Delivery) error {
+func (q *sqlQueue) AckTx(ctx context.Context, tx Execer, d Delivery) error {
 	if err := q.checkLeased("ack", d); err != nil {
 		return err
 	}

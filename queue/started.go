@@ -12,7 +12,7 @@ import (
 // the row: a Release that records headers (a failure) or a Move starts it
 // again from zero. Callers mark only the rare deliveries that follow one
 // without an outcome, so that the hot path pays no extra statement.
-func (q *SQLQueue) MarkStarted(ctx context.Context, d Delivery) (int, error) {
+func (q *sqlQueue) MarkStarted(ctx context.Context, d Delivery) (int, error) {
 	if err := q.checkLeased("mark started", d); err != nil {
 		return 0, err
 	}

@@ -29,7 +29,7 @@ func TestMarkStarted(t *testing.T) {
 			if err := q.Enqueue(ctx, queue.Message{MessageID: "m"}); err != nil {
 				t.Fatal(err)
 			}
-			receive := func(from *queue.SQLQueue) queue.Delivery {
+			receive := func(from queue.Queue) queue.Delivery {
 				t.Helper()
 				ds, err := from.Receive(ctx, 1, time.Minute)
 				if err != nil || len(ds) != 1 {

@@ -60,7 +60,7 @@ type Options struct {
 }
 
 // Store is one database holding any number of queues.
-type Store struct {
+type sqlStore struct {
 	db *sqlx.DB
 	// consume runs leases, acks, releases and moves. On PostgreSQL it is a
 	// second pool whose sessions commit asynchronously (unless
@@ -92,8 +92,8 @@ type Store struct {
 
 // Open connects to a store. dsn is postgres://… (or postgresql://…) for
 // PostgreSQL, or sqlite://PATH for a SQLite file (created when missing).
-func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
-	s := &Store{dsn: dsn, opts: opts, signals: newSignals()}
+func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
+	s := &sqlStore{dsn: dsn, opts: opts, signals: newSignals()}
 	s.log = opts.Logger
 	if s.log == nil {
 		s.log = slog.Default()
@@ -247,19 +247,19 @@ func RedactDSN(dsn string) string {
 // RoundTrips returns how many statements the store has sent for queue
 // operations (enqueue, receive, ack, release, move, count, peek, notify…)
 // since it opened: a measure of what each message costs.
-func (s *Store) RoundTrips() int64 { return s.ops.Load() }
+func (s *sqlStore) RoundTrips() int64 { return s.ops.Load() }
 
 // DB is the store's connection pool, for callers' own transactions.
-func (s *Store) DB() *sqlx.DB { return s.db }
+func (s *sqlStore) DB() *sql.DB { return s.db.DB }
 
 // Dialect tells which database the store runs on.
-func (s *Store) Dialect() Dialect { return s.dialect }
+func (s *sqlStore) Dialect() Dialect { return s.dialect }
 
 // Name is the connection name used in this store's queue URIs.
-func (s *Store) Name() string { return s.opts.Name }
+func (s *sqlStore) Name() string { return s.opts.Name }
 
 // Close stops the wake-up listener and closes the pool.
-func (s *Store) Close() error {
+func (s *sqlStore) Close() error {
 	s.listenMu.Lock()
 	if s.listener != nil {
 		s.listener.Close()
@@ -279,11 +279,16 @@ func (s *Store) Close() error {
 }
 
 // Queue returns the queue called name in this store.
-func (s *Store) Queue(name string) (*SQLQueue, error) {
+func (s *sqlStore) Queue(name string) (Queue, error) {
+	return s.queue(name)
+}
+
+// queue is Queue with the concrete type, for the store's own use.
+func (s *sqlStore) queue(name string) (*sqlQueue, error) {
 	if err := ValidateName(name); err != nil {
 		return nil, fmt.Errorf("queue: %w", err)
 	}
-	return &SQLQueue{store: s, name: name}, nil
+	return &sqlQueue{store: s, name: name}, nil
 }
 
 // QueueInfo is one queue of a store with its counts.
@@ -293,7 +298,7 @@ type QueueInfo struct {
 }
 
 // Queues lists the queues that hold messages, by name.
-func (s *Store) Queues(ctx context.Context) ([]QueueInfo, error) {
+func (s *sqlStore) Queues(ctx context.Context) ([]QueueInfo, error) {
 	now := micros(time.Now())
 	rows, err := s.db.QueryxContext(ctx, s.q.queues, now, now, now)
 	if err != nil {
@@ -312,7 +317,7 @@ func (s *Store) Queues(ctx context.Context) ([]QueueInfo, error) {
 }
 
 // lockWrites serialises writes on SQLite; a no-op on PostgreSQL.
-func (s *Store) lockWrites() func() {
+func (s *sqlStore) lockWrites() func() {
 	if s.dialect != SQLite {
 		return func() {}
 	}
@@ -322,7 +327,7 @@ func (s *Store) lockWrites() func() {
 
 // notify wakes receivers of queue in this process and, on PostgreSQL, in
 // every process listening on the store's channel.
-func (s *Store) notify(ctx context.Context, queue string) {
+func (s *sqlStore) notify(ctx context.Context, queue string) {
 	s.signals.fire(queue)
 	if s.dialect == Postgres {
 		s.ops.Add(1)
@@ -334,14 +339,14 @@ func (s *Store) notify(ctx context.Context, queue string) {
 
 // wake returns a channel closed at the next enqueue signal for queue. On
 // PostgreSQL it starts the LISTEN connection on first use.
-func (s *Store) wake(queue string) <-chan struct{} {
+func (s *sqlStore) wake(queue string) <-chan struct{} {
 	if s.dialect == Postgres {
 		s.startListener()
 	}
 	return s.signals.wait(queue)
 }
 
-func (s *Store) startListener() {
+func (s *sqlStore) startListener() {
 	s.listenMu.Lock()
 	defer s.listenMu.Unlock()
 	if s.listener != nil {

@@ -8,7 +8,7 @@ import (
 
 // Subscribe records that queueURI receives published messages of each type.
 // Subscribing twice is a no-op.
-func (s *Store) Subscribe(ctx context.Context, queueURI string, types ...string) error {
+func (s *sqlStore) Subscribe(ctx context.Context, queueURI string, types ...string) error {
 	if _, err := ParseURI(queueURI); err != nil {
 		return err
 	}
@@ -26,7 +26,7 @@ ON CONFLICT (message_type, queue_uri) DO NOTHING`)
 }
 
 // Unsubscribe removes queueURI's subscriptions to each type.
-func (s *Store) Unsubscribe(ctx context.Context, queueURI string, types ...string) error {
+func (s *sqlStore) Unsubscribe(ctx context.Context, queueURI string, types ...string) error {
 	stmt := s.db.Rebind(`DELETE FROM ferry_subscriptions WHERE message_type = ? AND queue_uri = ?`)
 	for _, t := range types {
 		if _, err := s.exec(ctx, stmt, t, queueURI); err != nil {
@@ -37,7 +37,7 @@ func (s *Store) Unsubscribe(ctx context.Context, queueURI string, types ...strin
 }
 
 // Subscriptions returns every subscription: message type to queue URIs.
-func (s *Store) Subscriptions(ctx context.Context) (map[string][]string, error) {
+func (s *sqlStore) Subscriptions(ctx context.Context) (map[string][]string, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT message_type, queue_uri FROM ferry_subscriptions ORDER BY message_type, queue_uri`)
 	if err != nil {
 		return nil, fmt.Errorf("queue: read subscriptions: %w", err)
@@ -55,7 +55,7 @@ func (s *Store) Subscriptions(ctx context.Context) (map[string][]string, error) 
 }
 
 // Handled reports whether endpoint has recorded messageID as handled.
-func (s *Store) Handled(ctx context.Context, endpoint, messageID string) (bool, error) {
+func (s *sqlStore) Handled(ctx context.Context, endpoint, messageID string) (bool, error) {
 	var n int
 	err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT COUNT(*) FROM ferry_handled WHERE endpoint = ? AND message_id = ?`), endpoint, messageID)
 	if err != nil {
@@ -65,7 +65,7 @@ func (s *Store) Handled(ctx context.Context, endpoint, messageID string) (bool, 
 }
 
 // MarkHandledTx records messageID as handled by endpoint inside tx.
-func (s *Store) MarkHandledTx(ctx context.Context, tx Execer, endpoint, messageID string) error {
+func (s *sqlStore) MarkHandledTx(ctx context.Context, tx Execer, endpoint, messageID string) error {
 	_, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO ferry_handled (endpoint, message_id, handled_at) VALUES (?, ?, ?)
 ON CONFLICT (endpoint, message_id) DO NOTHING`), endpoint, messageID, micros(time.Now()))
 	if err != nil {
@@ -76,7 +76,7 @@ ON CONFLICT (endpoint, message_id) DO NOTHING`), endpoint, messageID, micros(tim
 
 // ForgetHandled deletes handled records older than before and returns how
 // many it deleted.
-func (s *Store) ForgetHandled(ctx context.Context, before time.Time) (int64, error) {
+func (s *sqlStore) ForgetHandled(ctx context.Context, before time.Time) (int64, error) {
 	res, err := s.exec(ctx, s.db.Rebind(`DELETE FROM ferry_handled WHERE handled_at < ?`), micros(before))
 	if err != nil {
 		return 0, fmt.Errorf("queue: forget handled records: %w", err)

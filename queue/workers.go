@@ -18,7 +18,7 @@ type WorkerRecord struct {
 // RecordWorker stores (or refreshes) a worker session of the distributor
 // whose control queue is controlQueue. An older session never replaces a
 // newer one (session ids sort by start).
-func (s *Store) RecordWorker(ctx context.Context, controlQueue string, w WorkerRecord) error {
+func (s *sqlStore) RecordWorker(ctx context.Context, controlQueue string, w WorkerRecord) error {
 	_, err := s.exec(ctx, s.db.Rebind(`INSERT INTO ferry_workers (control_queue, worker_id, session, inbox, last_seen)
 VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (control_queue, worker_id) DO UPDATE SET session = excluded.session, inbox = excluded.inbox, last_seen = excluded.last_seen
@@ -30,7 +30,7 @@ WHERE excluded.session >= ferry_workers.session`), controlQueue, w.ID, w.Session
 }
 
 // Workers lists the worker sessions recorded for a control queue.
-func (s *Store) Workers(ctx context.Context, controlQueue string) ([]WorkerRecord, error) {
+func (s *sqlStore) Workers(ctx context.Context, controlQueue string) ([]WorkerRecord, error) {
 	var out []WorkerRecord
 	err := s.db.SelectContext(ctx, &out, s.db.Rebind(`SELECT worker_id, session, inbox, last_seen FROM ferry_workers
 WHERE control_queue = ? ORDER BY worker_id`), controlQueue)
@@ -44,7 +44,7 @@ WHERE control_queue = ? ORDER BY worker_id`), controlQueue)
 }
 
 // ForgetWorker removes a worker's record if it still holds session.
-func (s *Store) ForgetWorker(ctx context.Context, controlQueue, workerID, session string) error {
+func (s *sqlStore) ForgetWorker(ctx context.Context, controlQueue, workerID, session string) error {
 	_, err := s.exec(ctx, s.db.Rebind(`DELETE FROM ferry_workers WHERE control_queue = ? AND worker_id = ? AND session = ?`),
 		controlQueue, workerID, session)
 	if err != nil {
@@ -58,7 +58,7 @@ func (s *Store) ForgetWorker(ctx context.Context, controlQueue, workerID, sessio
 // as a worker's own work queue, when it starts a new session: what its
 // predecessor held is handled now rather than when those leases run out.
 // Delivery counts are kept, so each comes back as a redelivery.
-func (q *SQLQueue) ReleaseLeased(ctx context.Context) (int, error) {
+func (q *sqlQueue) ReleaseLeased(ctx context.Context) (int, error) {
 	now := micros(time.Now())
 	res, err := q.store.execConsume(ctx, q.store.db.Rebind(`UPDATE ferry_messages SET visible_at = ?, lease_token = 0
 WHERE queue = ? AND lease_token <> 0 AND visible_at > ?`), now, q.name, now)

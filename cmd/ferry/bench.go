@@ -24,6 +24,7 @@ import (
 	"github.com/ferrybus/ferry/distributor"
 	"github.com/ferrybus/ferry/queue"
 	"github.com/ferrybus/ferry/worker"
+	"github.com/jmoiron/sqlx"
 	"github.com/spf13/cobra"
 )
 
@@ -400,7 +401,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 }
 
 // benchCheckpoint writes the preload out to disk when --checkpoint is set.
-func benchCheckpoint(ctx context.Context, store *queue.Store, o benchOptions) error {
+func benchCheckpoint(ctx context.Context, store queue.Store, o benchOptions) error {
 	if !o.checkpoint {
 		return nil
 	}
@@ -416,8 +417,12 @@ func benchCheckpoint(ctx context.Context, store *queue.Store, o benchOptions) er
 
 // benchRaw is the SQL baseline: bare INSERTs, then DELETE … RETURNING in
 // batches from --threads goroutines, no ferry code in the path.
-func (a *app) benchRaw(ctx context.Context, store *queue.Store, o benchOptions, body []byte, res *BenchResult) (*BenchResult, error) {
+func (a *app) benchRaw(ctx context.Context, store queue.Store, o benchOptions, body []byte, res *BenchResult) (*BenchResult, error) {
 	db := store.DB()
+	rebind := func(q string) string { return sqlx.Rebind(sqlx.QUESTION, q) }
+	if store.Dialect() == queue.Postgres {
+		rebind = func(q string) string { return sqlx.Rebind(sqlx.DOLLAR, q) }
+	}
 	now := time.Now().UnixMicro()
 	for sent := 0; sent < o.drain; {
 		n := min(1000, o.drain-sent)
@@ -431,7 +436,7 @@ func (a *app) benchRaw(ctx context.Context, store *queue.Store, o benchOptions, 
 			b.WriteString("(?,?,?,?,?)")
 			args = append(args, "raw", fmt.Sprint(sent+i), now, now, body)
 		}
-		if _, err := db.ExecContext(ctx, db.Rebind(b.String()), args...); err != nil {
+		if _, err := db.ExecContext(ctx, rebind(b.String()), args...); err != nil {
 			return nil, fmt.Errorf("bench raw: insert: %w", err)
 		}
 		sent += n
@@ -443,7 +448,7 @@ func (a *app) benchRaw(ctx context.Context, store *queue.Store, o benchOptions, 
 	if store.Dialect() == queue.Postgres {
 		lock = " FOR UPDATE SKIP LOCKED"
 	}
-	del := db.Rebind(`DELETE FROM ferry_messages WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
+	del := rebind(`DELETE FROM ferry_messages WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
 ORDER BY priority DESC, id LIMIT ?` + lock + `) RETURNING id, message_id, body`)
 	var done atomic.Int64
 	var wg sync.WaitGroup

@@ -217,32 +217,20 @@ func (a *app) connections(ctx context.Context, cfg *config.Config, log *slog.Log
 // checkMigrated fails when the store lacks migrations this binary has:
 // without it an unmigrated PostgreSQL schema shows only as "relation does
 // not exist" errors, or as a distributor that stands by for ever.
-func checkMigrated(ctx context.Context, s *queue.Store) error {
-	migs, err := queue.Migrations(s.Dialect())
-	if err != nil {
-		return err
+func checkMigrated(ctx context.Context, s queue.Store) error {
+	pending, err := s.PendingMigrations(ctx)
+	if errors.Is(err, queue.ErrUnmigrated) {
+		return fmt.Errorf("%w: run 'ferry migrate' first, or set autoMigrate: true", err)
 	}
-	var have []int
-	if err := s.DB().SelectContext(ctx, &have, "SELECT version FROM ferry_migrations"); err != nil {
-		// Only a missing table means an unmigrated schema: a connection
-		// reset or a timeout says nothing about the schema.
-		if queue.IsMissingTable(err) {
-			return fmt.Errorf("cannot read the schema version (%v): run 'ferry migrate' first, or set autoMigrate: true", err)
-		}
+	if err != nil {
 		return fmt.Errorf("cannot read the schema version: %w", err)
 	}
-	done := map[int]bool{}
-	for _, v := range have {
-		done[v] = true
-	}
-	missing := 0
-	for _, m := range migs {
-		if !done[m.Version] {
-			missing++
+	if len(pending) > 0 {
+		migs, err := queue.Migrations(s.Dialect())
+		if err != nil {
+			return err
 		}
-	}
-	if missing > 0 {
-		return fmt.Errorf("the database schema lacks %d of %d migrations: run 'ferry migrate' first, or set autoMigrate: true", missing, len(migs))
+		return fmt.Errorf("the database schema lacks %d of %d migrations: run 'ferry migrate' first, or set autoMigrate: true", len(pending), len(migs))
 	}
 	return nil
 }

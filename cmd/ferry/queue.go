@@ -184,12 +184,12 @@ func (a *app) queueCmd() *cobra.Command {
 
 // queueArgs sets up configuration and connections and resolves the queue
 // URIs given as arguments (named for errors); done closes the connections.
-func (a *app) queueArgs(ctx context.Context, names, uris []string) ([]*queue.SQLQueue, func(), error) {
+func (a *app) queueArgs(ctx context.Context, names, uris []string) ([]queue.Queue, func(), error) {
 	_, _, conns, err := a.setup(ctx)
 	if err != nil {
 		return nil, nil, err
 	}
-	qs := make([]*queue.SQLQueue, len(uris))
+	qs := make([]queue.Queue, len(uris))
 	for i, u := range uris {
 		if qs[i], err = openQueue(ctx, conns, names[i], u); err != nil {
 			conns.Close()

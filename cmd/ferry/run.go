@@ -265,7 +265,7 @@ func buildMux(hs []config.Handler, id string, log *slog.Logger) *bus.Mux {
 }
 
 // openQueue resolves a queue URI given on the command line.
-func openQueue(ctx context.Context, conns *queue.Connections, flag, uri string) (*queue.SQLQueue, error) {
+func openQueue(ctx context.Context, conns *queue.Connections, flag, uri string) (queue.Queue, error) {
 	if _, err := queue.ParseURI(uri); err != nil {
 		return nil, usagef("%s: %v", flag, err)
 	}

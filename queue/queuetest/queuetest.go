@@ -31,6 +31,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"maps"
 	"slices"
 	"strconv"
@@ -57,7 +58,7 @@ const ConnectionName = "test"
 
 // OpenStore opens dsn as the suite does (AutoMigrate, MaxPoll, Name) and
 // closes the store when t ends.
-func OpenStore(t testing.TB, dsn string) *queue.Store {
+func OpenStore(t testing.TB, dsn string) queue.Store {
 	t.Helper()
 	s, err := queue.Open(context.Background(), dsn, queue.Options{
 		Name:        ConnectionName,
@@ -145,13 +146,13 @@ type harness struct {
 }
 
 // store opens a store on a fresh database.
-func (h *harness) store(t *testing.T) *queue.Store {
+func (h *harness) store(t *testing.T) queue.Store {
 	t.Helper()
 	return OpenStore(t, h.newDSN(t))
 }
 
 // storeDSN opens a store on a fresh database and returns its DSN too.
-func (h *harness) storeDSN(t *testing.T) (*queue.Store, string) {
+func (h *harness) storeDSN(t *testing.T) (queue.Store, string) {
 	t.Helper()
 	dsn := h.newDSN(t)
 	return OpenStore(t, dsn), dsn
@@ -162,7 +163,7 @@ func (h *harness) storeDSN(t *testing.T) (*queue.Store, string) {
 // waitTimeout bounds every wait on a condition.
 const waitTimeout = 15 * time.Second
 
-func mustQueue(t testing.TB, s *queue.Store, name string) *queue.SQLQueue {
+func mustQueue(t testing.TB, s queue.Store, name string) queue.Queue {
 	t.Helper()
 	q, err := s.Queue(name)
 	if err != nil {
@@ -649,7 +650,7 @@ func testMalformedHeadersDelivered(t *testing.T, h *harness) {
 	q := mustQueue(t, s, "malformed")
 	enqueue(t, q, msg("malformed", 0))
 	now := time.Now().UnixMicro()
-	if _, err := s.DB().ExecContext(ctx, s.DB().Rebind(`INSERT INTO ferry_messages
+	if _, err := testkit.SQLX(s).ExecContext(ctx, testkit.SQLX(s).Rebind(`INSERT INTO ferry_messages
  (queue, message_id, type, priority, visible_at, enqueued_at, headers, body) VALUES (?, ?, ?, 0, ?, ?, ?, ?)`),
 		"malformed", "bad-headers", "t", now, now, `{"a":1`, []byte("{}")); err != nil {
 		t.Fatal(err)
@@ -1019,7 +1020,7 @@ func testEnqueueTxCommit(t *testing.T, h *harness) {
 	s, dsn := h.storeDSN(t)
 	observer := mustQueue(t, OpenStore(t, dsn), "tx") // another connection pool
 	q := mustQueue(t, s, "tx")
-	tx, err := s.DB().BeginTxx(ctx, nil)
+	tx, err := s.DB().BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1047,7 +1048,7 @@ func testEnqueueTxRollback(t *testing.T, h *harness) {
 	ctx := t.Context()
 	s := h.store(t)
 	q := mustQueue(t, s, "tx")
-	tx, err := s.DB().BeginTxx(ctx, nil)
+	tx, err := s.DB().BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1651,11 +1652,11 @@ func testWakeOnCommitSameStore(t *testing.T, h *harness) {
 
 // expectWokenAtCommit: a receiver waiting on s is woken when a transaction
 // of sender that enqueues for it commits, and not before.
-func expectWokenAtCommit(t *testing.T, s, sender *queue.Store) {
+func expectWokenAtCommit(t *testing.T, s, sender queue.Store) {
 	t.Helper()
 	done := startWaiting(t, mustQueue(t, s, "wake"))
 	ctx := t.Context()
-	tx, err := sender.DB().BeginTxx(ctx, nil)
+	tx, err := sender.DB().BeginTx(ctx, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
