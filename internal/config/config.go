@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/distributor"
 	"github.com/ferrybus/ferry/queue"
+	"github.com/ferrybus/ferry/worker"
 )
 
 // Config is the whole configuration file.
@@ -97,6 +99,47 @@ type Handler struct {
 type HTTP struct {
 	URLs    []string      `koanf:"urls"`
 	Timeout time.Duration `koanf:"timeout"`
+}
+
+// The configuration's types keep the file's layout; these give the
+// libraries' configurations built from them, so that callers do not copy
+// fields one by one.
+
+// BusConfig is the bus.Config of the endpoint named name, sending by routes
+// (the file's Routes) and logging to log.
+func (e Endpoint) BusConfig(name string, routes []bus.Route, log *slog.Logger) bus.Config {
+	cfg := bus.Config{Name: name, Routes: routes, Subscribe: e.Subscribe, Logger: log}
+	if e.Inbox != nil {
+		cfg.Inbox = &e.Inbox.InboxConfig
+	}
+	return cfg
+}
+
+// WorkerConfig is the worker.Config of a worker endpoint with the given id;
+// only its id is set when the endpoint has no worker section.
+func (e Endpoint) WorkerConfig(id string) worker.Config {
+	cfg := worker.Config{ID: id}
+	if e.Worker != nil {
+		cfg.DistributorControlQueue = e.Worker.DistributorControlQueue
+		cfg.AvailabilityInterval = e.Worker.AvailabilityInterval
+	}
+	return cfg
+}
+
+// DistributorConfig is the distributor.Config of a distributor endpoint
+// named name, logging to log; its inboxes are left empty when the endpoint
+// has none (Validate requires both of a distributor).
+func (e Endpoint) DistributorConfig(name string, log *slog.Logger) distributor.Config {
+	cfg := distributor.Config{Name: name, ReclaimAfter: e.ReclaimAfter, LockTTL: e.LockTTL, Logger: log}
+	if e.Inbox != nil {
+		cfg.Inbox = e.Inbox.InboxConfig
+		cfg.Distribute = e.Inbox.Distribute
+		cfg.DistributeSendCount = e.Inbox.DistributeSendCount
+	}
+	if e.ControlInbox != nil {
+		cfg.ControlInbox = *e.ControlInbox
+	}
+	return cfg
 }
 
 // File is the file the configuration was loaded from; empty for Parse.
