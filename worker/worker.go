@@ -83,12 +83,12 @@ func (Stopping) MessageType() string { return TypeStopping }
 // Config configures the worker role of an endpoint.
 type Config struct {
 	// ID identifies the worker among the distributor's workers. Required.
-	ID string `json:"id" koanf:"id"`
+	ID string
 	// DistributorControlQueue is the URI of the distributor's control inbox. Required.
-	DistributorControlQueue string `json:"distributorControlQueue" koanf:"distributorControlQueue"`
+	DistributorControlQueue string
 	// AvailabilityInterval is how often an idle thread repeats its
 	// availability, and a busy worker its heartbeat. Default 15s.
-	AvailabilityInterval time.Duration `json:"availabilityInterval" koanf:"availabilityInterval"`
+	AvailabilityInterval time.Duration
 }
 
 // DefaultAvailabilityInterval is used when Config sets none.

@@ -149,16 +149,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 	mux := buildMux(ep.Handlers, id, log)
 	switch {
 	case ep.ControlInbox != nil:
-		d, err := distributor.New(ctx, conns, distributor.Config{
-			Name:                name,
-			Inbox:               ep.Inbox.InboxConfig,
-			Distribute:          ep.Inbox.Distribute,
-			DistributeSendCount: ep.Inbox.DistributeSendCount,
-			ControlInbox:        *ep.ControlInbox,
-			ReclaimAfter:        ep.ReclaimAfter,
-			LockTTL:             ep.LockTTL,
-			Logger:              log,
-		}, mux)
+		d, err := distributor.New(ctx, conns, ep.DistributorConfig(name, log), mux)
 		if err != nil {
 			return nil, nil, endpointErr(cfg, name, err)
 		}
@@ -167,11 +158,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		}
 		return d, conns, nil
 	case ep.Worker != nil:
-		w, err := worker.New(ctx, conns, bus.Config{
-			Name: id, Inbox: &ep.Inbox.InboxConfig, Routes: cfg.Routes, Subscribe: ep.Subscribe, Logger: log,
-		}, mux, worker.Config{
-			ID: id, DistributorControlQueue: ep.Worker.DistributorControlQueue, AvailabilityInterval: ep.Worker.AvailabilityInterval,
-		})
+		w, err := worker.New(ctx, conns, ep.BusConfig(id, cfg.Routes, log), mux, ep.WorkerConfig(id))
 		if err != nil {
 			return nil, nil, endpointErr(cfg, name, err)
 		}
@@ -180,11 +167,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		}
 		return w, conns, nil
 	default:
-		var inbox *bus.InboxConfig
-		if ep.Inbox != nil {
-			inbox = &ep.Inbox.InboxConfig
-		}
-		e, err := bus.New(ctx, conns, bus.Config{Name: id, Inbox: inbox, Routes: cfg.Routes, Subscribe: ep.Subscribe, Logger: log}, mux)
+		e, err := bus.New(ctx, conns, ep.BusConfig(id, cfg.Routes, log), mux)
 		if err != nil {
 			return nil, nil, endpointErr(cfg, name, err)
 		}

@@ -1,21 +1,22 @@
 package config
 
-// The checks of this file run with Validate: values out of range (a typo
+// Validate and the checks it runs, once the keys and value types are known
+// good: required keys, queue URIs and handlers, values out of range (a typo
 // of a few zeros is an error before anything starts, not gigabytes
 // allocated or a busy loop), values given explicitly that ferry would
-// otherwise replace by a default, duplicate keys in the file, and the
-// endpoints' queues checked against each other.
+// otherwise replace by a default, and the endpoints' queues checked
+// against each other.
 
 import (
-	"bytes"
-	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/queue"
 )
 
 // Bounds of the values the configuration accepts. They are far above any
@@ -44,6 +45,123 @@ type Warning struct {
 
 // String formats the warning as "KEY: MSG".
 func (w Warning) String() string { return w.Key + ": " + w.Msg }
+
+// Validate checks what types alone cannot: required keys, queue URIs and
+// the connections they name, handlers.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Connections) == 0 {
+		errs = append(errs, errorf("connections", "at least one connection is required, e.g. \"default\": \"sqlite://./ferry.db\""))
+	}
+	for _, name := range sortedKeys(c.Connections) {
+		dsn := c.Connections[name]
+		if !strings.HasPrefix(dsn, "sqlite://") && !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://") {
+			errs = append(errs, errorf("connections."+name, "%q: want sqlite://PATH or postgres://…", queue.RedactDSN(dsn)))
+		}
+	}
+	uri := func(key, u string, required bool) {
+		if u == "" {
+			if required {
+				errs = append(errs, errorf(key, "required"))
+			}
+			return
+		}
+		// {id} is filled in by `ferry run --id`; check the rest of the URI.
+		p, err := queue.ParseURI(strings.ReplaceAll(u, "{id}", "id"))
+		if err != nil {
+			errs = append(errs, errorf(key, "%v", strings.TrimPrefix(err.Error(), "queue: ")))
+			return
+		}
+		if _, ok := c.Connections[p.Connection]; !ok && len(c.Connections) > 0 {
+			errs = append(errs, errorf(key, "queue URI %q names unknown connection %q (configured: %s)", u, p.Connection, strings.Join(sortedKeys(c.Connections), ", ")))
+		}
+	}
+	inbox := func(key string, in *bus.InboxConfig) {
+		uri(key+".workQueue", in.WorkQueue, true)
+		uri(key+".errorQueue", in.ErrorQueue, true)
+		if in.Threads < 0 {
+			errs = append(errs, errorf(key+".threads", "%d is negative", in.Threads))
+		}
+	}
+	for i, r := range c.Routes {
+		key := fmt.Sprintf("routes[%d]", i)
+		if len(r.Types) == 0 {
+			errs = append(errs, errorf(key+".types", "at least one type pattern is required"))
+		}
+		uri(key+".queue", r.Queue, true)
+	}
+	if len(c.Endpoints) == 0 {
+		errs = append(errs, errorf("endpoints", "at least one endpoint is required"))
+	}
+	for _, name := range sortedKeys(c.Endpoints) {
+		ep := c.Endpoints[name]
+		key := "endpoints." + name
+		if ep.Inbox != nil {
+			inbox(key+".inbox", &ep.Inbox.InboxConfig)
+			if ep.Inbox.DistributeSendCount < 0 {
+				errs = append(errs, errorf(key+".inbox.distributeSendCount", "%d is negative", ep.Inbox.DistributeSendCount))
+			}
+		}
+		if ep.ControlInbox != nil {
+			inbox(key+".controlInbox", ep.ControlInbox)
+			if ep.Inbox == nil {
+				errs = append(errs, errorf(key+".inbox", "required: a control inbox serves an inbox that distributes"))
+			}
+		}
+		if ep.Inbox != nil && ep.Inbox.Distribute && ep.ControlInbox == nil {
+			errs = append(errs, errorf(key+".controlInbox", "required when inbox.distribute is true (workers announce themselves there)"))
+		}
+		if ep.Worker != nil {
+			uri(key+".worker.distributorControlQueue", ep.Worker.DistributorControlQueue, true)
+			if ep.Inbox == nil {
+				errs = append(errs, errorf(key+".inbox", "required: a worker needs its own work queue"))
+			}
+			if ep.ControlInbox != nil {
+				errs = append(errs, errorf(key+".controlInbox", "a worker cannot also be a distributor"))
+			}
+		}
+		for i, h := range ep.Handlers {
+			hk := fmt.Sprintf("%s.handlers[%d]", key, i)
+			if h.Type == "" {
+				errs = append(errs, errorf(hk+".type", "required (a message type or pattern such as \"*\")"))
+			}
+			n := 0
+			for _, set := range []bool{h.HTTP != nil, h.Log != nil, h.Noop != nil} {
+				if set {
+					n++
+				}
+			}
+			if n != 1 {
+				errs = append(errs, errorf(hk, "set exactly one of http, log, noop"))
+			}
+			if h.HTTP != nil {
+				if len(h.HTTP.URLs) == 0 {
+					errs = append(errs, errorf(hk+".http.urls", "at least one URL is required"))
+				}
+				for j, u := range h.HTTP.URLs {
+					if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+						errs = append(errs, errorf(fmt.Sprintf("%s.http.urls[%d]", hk, j), "%q is not an http(s) URL such as \"http://127.0.0.1:8080/handle\"", u))
+					}
+				}
+			}
+		}
+	}
+	errs = append(errs, c.checkSendLimits()...)
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, errorf("log.level", "%q: want debug, info, warn or error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		errs = append(errs, errorf("log.format", "%q: want text or json", c.Log.Format))
+	}
+	errs = append(errs, c.checkValues()...)
+	queueErrs, _ := c.checkQueues()
+	errs = append(errs, queueErrs...)
+	return inFile(errors.Join(errs...), c.file)
+}
 
 // givenKeys records in out every key path that raw sets to a value other
 // than null, lists' elements as PATH[i]: a key the file (or environment)
@@ -180,73 +298,6 @@ func (c *Config) checkValues() []error {
 		}
 	}
 	return l.errs
-}
-
-// checkDuplicateKeys fails on an object of data that sets one key twice:
-// decoding would silently keep the last. data must be valid JSON (checked
-// by the caller), which bounds the nesting that the walk follows.
-func checkDuplicateKeys(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	// One frame per open object or list: the keys seen (objects only), the
-	// path, the next list index.
-	type frame struct {
-		keys  map[string]bool // nil for a list
-		path  string
-		index int
-		key   string // the object key whose value comes next
-		atKey bool   // an object expecting a key
-	}
-	var stack []*frame
-	// pathOfValue is the path of the value about to be read in the top frame.
-	pathOfValue := func() string {
-		if len(stack) == 0 {
-			return ""
-		}
-		f := stack[len(stack)-1]
-		if f.keys == nil {
-			p := fmt.Sprintf("%s[%d]", f.path, f.index)
-			f.index++
-			return p
-		}
-		f.atKey = true
-		return join(f.path, f.key)
-	}
-	for {
-		tok, err := dec.Token()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return &Error{Msg: fmt.Sprintf("not valid JSON: %v", err)}
-		}
-		if len(stack) > 0 {
-			if f := stack[len(stack)-1]; f.keys != nil && f.atKey {
-				if d, ok := tok.(json.Delim); ok && d == '}' {
-					stack = stack[:len(stack)-1]
-					continue
-				}
-				k, _ := tok.(string)
-				p := join(f.path, k)
-				if f.keys[k] {
-					return errorf(p, "duplicate key: set twice in one object (only one may stay)")
-				}
-				f.keys[k] = true
-				f.key, f.atKey = k, false
-				continue
-			}
-		}
-		switch tok {
-		case json.Delim('{'):
-			stack = append(stack, &frame{keys: map[string]bool{}, path: pathOfValue(), atKey: true})
-		case json.Delim('['):
-			stack = append(stack, &frame{path: pathOfValue()})
-		case json.Delim(']'):
-			stack = stack[:len(stack)-1]
-		default:
-			pathOfValue()
-		}
-	}
 }
 
 // queueID identifies a queue URI across spellings of one connection: two
