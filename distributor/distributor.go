@@ -3,7 +3,8 @@
 // queue and threads, so control messages never wait behind a deep inbox)
 // where workers announce each idle thread; for each availability it moves up
 // to DistributeSendCount messages from its inbox into that worker's work
-// queue: a single UPDATE when both queues are in one database.
+// queue: a single UPDATE when both queues are in one database. The messages
+// workers send and the rules about them are package control.
 //
 // Where the anchors failed, it does not:
 //   - an availability expires unless renewed, so a dead worker stops receiving;
@@ -26,7 +27,6 @@ import (
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/queue"
-	"github.com/ferrybus/ferry/worker"
 )
 
 // DefaultLockTTL is the lock lease when Config sets none.
@@ -143,24 +143,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	}
 
 	// The control endpoint: its own queue and threads.
-	cmux := bus.NewMux()
-	bus.Handle(cmux, worker.TypeStarted, func(ctx context.Context, m *bus.Message, s worker.Started) error {
-		d.onStarted(ctx, s)
-		return nil
-	})
-	bus.Handle(cmux, worker.TypeThreadAvailable, func(ctx context.Context, m *bus.Message, a worker.ThreadAvailable) error {
-		d.onAvailable(ctx, a)
-		return nil
-	})
-	bus.Handle(cmux, worker.TypeHeartbeat, func(ctx context.Context, m *bus.Message, h worker.Heartbeat) error {
-		d.reg.heartbeat(h, time.Now())
-		d.persist(ctx, h.WorkerID, false)
-		return nil
-	})
-	bus.Handle(cmux, worker.TypeStopping, func(ctx context.Context, m *bus.Message, s worker.Stopping) error {
-		d.onStopping(ctx, s)
-		return nil
-	})
+	cmux := d.controlMux()
 	controlCfg := cfg.ControlInbox
 	if controlCfg.Threads == 0 {
 		controlCfg.Threads = 4
@@ -195,28 +178,6 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	return d, nil
 }
 
-func (d *Distributor) onStarted(ctx context.Context, s worker.Started) {
-	d.reg.started(s, time.Now())
-	d.persist(ctx, s.WorkerID, true)
-	d.log.Info("worker started", "worker", s.WorkerID, "session", s.Session, "inbox", s.Inbox, "threads", s.Threads)
-}
-
-func (d *Distributor) onAvailable(ctx context.Context, a worker.ThreadAvailable) {
-	d.reg.available(a, time.Now())
-	d.persist(ctx, a.WorkerID, false)
-}
-
-// onStopping ends the session and returns its queue. A move to it already
-// in flight is undone by the distribute loop once it lands (see landed).
-func (d *Distributor) onStopping(ctx context.Context, s worker.Stopping) {
-	if w := d.reg.stopping(s, time.Now()); w != nil {
-		d.log.Info("worker stopping; returning its queue", "worker", s.WorkerID, "session", s.Session)
-		if d.reclaim(ctx, *w) {
-			d.forget(ctx, w.id, time.Now())
-		}
-	}
-}
-
 // Stats returns the distributor's counters.
 func (d *Distributor) Stats() Stats {
 	return Stats{Distributed: d.distributed.Load(), Moves: d.moves.Load(), Reclaimed: d.reclaimed.Load()}
@@ -232,9 +193,6 @@ func (d *Distributor) Active() bool { return d.active.Load() }
 // Inbox is the queue whose messages are distributed.
 func (d *Distributor) Inbox() queue.Queue { return d.inbox }
 
-// lockName is the database lock that makes one distributor per control inbox.
-func (d *Distributor) lockName() string { return "distributor:" + d.control.Inbox().URI() }
-
 // Start runs the distributor. If another distributor holds the control
 // inbox, this one waits as a standby and takes over when that one's lock
 // lapses. Start returns at once in both cases.
@@ -246,152 +204,6 @@ func (d *Distributor) Start(ctx context.Context) error {
 	return nil
 }
 
-// holdLock takes and renews the lock; it starts the active role when it has
-// it and stops it when it loses it. The active distributor renews every
-// LockTTL/3; a standby tries twice a second, so that it takes over within a
-// second of the holder's death on PostgreSQL (where a dead holder's session,
-// and with it its claim, ends at once) and within LockTTL on SQLite.
-func (d *Distributor) holdLock(ctx context.Context) {
-	defer d.wg.Done()
-	store := d.control.Inbox().Store()
-	renew := d.cfg.LockTTL / 3
-	poll := min(renew, 500*time.Millisecond)
-	var r *role
-	var sess queue.LockSession
-	defer func() {
-		r.stop(d)
-		d.token.Store(0)
-		if sess != nil {
-			sess.Close()
-		}
-	}()
-	standbyLogged, failing := false, false
-	for {
-		var tok int64
-		var err error
-		// The session marks this distributor alive; reopen it when its
-		// connection died (its claim on the lock went with it).
-		if sess != nil {
-			if aerr := sess.Alive(ctx); aerr != nil {
-				sess.Close()
-				sess = nil
-			}
-		}
-		if sess == nil {
-			sess, err = store.OpenLockSession(ctx, d.lockName(), d.owner)
-		}
-		if err == nil {
-			tok, err = store.AcquireLock(ctx, d.lockName(), d.owner, d.cfg.LockTTL)
-		}
-		if d.hooks.lockPolled != nil {
-			d.hooks.lockPolled(tok != 0)
-		}
-		switch {
-		case err != nil && ctx.Err() == nil:
-			if !failing {
-				d.log.Warn("distributor lock renewal failed", "err", err)
-			}
-			failing = true
-		case tok != 0 && r == nil:
-			failing = false
-			d.token.Store(tok)
-			if r, err = d.startActive(ctx); err != nil {
-				d.log.Error("distributor failed to start", "err", err)
-			}
-		case tok != 0:
-			if failing {
-				d.log.Info("distributor lock renewed again")
-			}
-			failing = false
-			d.token.Store(tok)
-		case r != nil:
-			failing = false
-			d.token.Store(0)
-			d.log.Warn("distributor lost its lock; standing by")
-			r.stop(d)
-			r = nil
-		case !standbyLogged:
-			failing = false
-			standbyLogged = true
-			d.log.Info("another distributor holds the control inbox; standing by", "lock", d.lockName())
-		}
-		every := renew
-		if r == nil {
-			every = poll
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
-	}
-}
-
-// fence is the current holding of the lock, for moves and reclaims: a
-// statement fenced with it moves nothing once another distributor took over.
-func (d *Distributor) fence() queue.Fence {
-	return d.control.Inbox().Store().Fence(d.lockName(), d.token.Load())
-}
-
-// role is the running active side of a distributor.
-type role struct {
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-// stop ends the loops, then the endpoints. A nil role is a no-op.
-func (r *role) stop(d *Distributor) {
-	if r == nil {
-		return
-	}
-	r.cancel()
-	<-r.done
-	d.stopActive()
-}
-
-// startActive starts the control endpoint, the local endpoint and the loops.
-func (d *Distributor) startActive(parent context.Context) (*role, error) {
-	if err := d.control.Start(parent); err != nil {
-		return nil, err
-	}
-	if d.local != nil {
-		if err := d.local.Start(parent); err != nil {
-			d.control.Stop(parent)
-			return nil, err
-		}
-	}
-	// Workers a previous distributor knew: their queues are returned if they
-	// stay silent, even though this one never heard from them.
-	if recs, err := d.control.Inbox().Store().Workers(parent, d.control.Inbox().URI()); err != nil {
-		d.log.Warn("cannot read recorded workers; only announcing workers are known", "err", err)
-	} else {
-		d.reg.restore(recs, time.Now())
-	}
-	d.active.Store(true)
-	ctx, cancel := context.WithCancel(parent)
-	r := &role{cancel: cancel, done: make(chan struct{})}
-	var loops sync.WaitGroup
-	loops.Add(3)
-	go func() { defer loops.Done(); d.distributeLoop(ctx) }()
-	go func() { defer loops.Done(); d.reclaimLoop(ctx) }()
-	go func() { defer loops.Done(); d.summariseExpired(ctx) }()
-	go func() { loops.Wait(); close(r.done) }()
-	d.log.Info("distributor active", "inbox", d.inbox.URI(), "control", d.control.Inbox().URI(),
-		"distribute", d.cfg.Distribute, "distributeSendCount", d.cfg.DistributeSendCount)
-	return r, nil
-}
-
-func (d *Distributor) stopActive() {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if d.local != nil {
-		d.local.Stop(ctx)
-	}
-	d.control.Stop(ctx)
-	d.flushExpired()
-	d.active.Store(false)
-}
-
 // Stop stops distributing, stops the endpoints and frees the lock for a standby.
 func (d *Distributor) Stop(ctx context.Context) error {
 	if d.cancel == nil {
@@ -400,204 +212,4 @@ func (d *Distributor) Stop(ctx context.Context) error {
 	d.cancel()
 	d.wg.Wait()
 	return d.control.Inbox().Store().Unlock(ctx, d.lockName(), d.owner)
-}
-
-// distributeLoop serves availabilities first in, first out. All waiting
-// availabilities of one worker are served by one move: each may take up to
-// DistributeSendCount messages, and those it does not use are put back.
-func (d *Distributor) distributeLoop(ctx context.Context) {
-	poll := 10 * time.Millisecond
-	// failingSince is when moves began to fail (zero while they succeed):
-	// an outage is logged once when it begins and once when it ends.
-	var failingSince time.Time
-	var failures int
-	for ctx.Err() == nil {
-		changed := d.reg.wait()
-		as := d.reg.takeWorker(time.Now())
-		if len(as) == 0 {
-			select {
-			case <-ctx.Done():
-			case <-changed:
-			case <-time.After(time.Second): // expiry sweep
-			}
-			continue
-		}
-		a := as[0]
-		if d.hooks.beforeMove != nil {
-			d.hooks.beforeMove(a.worker, a.session)
-		}
-		wake := d.inbox.Wake()
-		dst, err := d.conns.Queue(ctx, a.inbox)
-		if err != nil {
-			d.log.Error("worker inbox cannot be resolved; availability dropped", "worker", a.worker, "inbox", a.inbox, "err", err)
-			d.reg.settle(as, len(as))
-			continue
-		}
-		per := d.cfg.DistributeSendCount
-		n, err := d.inbox.MoveReadyFenced(ctx, dst, per*len(as), map[string]string{
-			bus.HeaderDistributedTo: a.inbox, bus.HeaderDistributedFrom: d.inbox.URI()}, d.fence())
-		if d.hooks.afterMove != nil {
-			d.hooks.afterMove(n, err)
-		}
-		if err != nil {
-			d.reg.settle(as, 0)
-			if ctx.Err() != nil {
-				return
-			}
-			failures++
-			if failingSince.IsZero() {
-				failingSince = time.Now()
-				d.log.Error("move to worker failed; trying again every second", "worker", a.worker, "err", err)
-			} else {
-				d.log.Debug("move to worker failed again", "worker", a.worker, "err", err, "failures", failures)
-			}
-			sleep(ctx, time.Second)
-			continue
-		}
-		if !failingSince.IsZero() {
-			d.log.Info("moves to workers succeed again", "down", time.Since(failingSince).Round(100*time.Millisecond), "failures", failures)
-			failingSince, failures = time.Time{}, 0
-		}
-		if n > 0 {
-			d.distributed.Add(int64(n))
-			d.moves.Add(1)
-			poll = 10 * time.Millisecond
-			d.reg.settle(as, (n+per-1)/per)
-			if w, gone := d.reg.landed(as); gone {
-				// The session stopped (or was forgotten) while the move ran:
-				// nobody will take these, so give them back now.
-				d.log.Info("worker stopped while messages were moved to it; returning its queue", "worker", w.id, "session", w.session, "messages", n)
-				if d.reclaim(ctx, w) {
-					d.forget(ctx, w.id, time.Now())
-				}
-			}
-			continue
-		}
-		// Nothing to send: keep the availabilities and wait for the inbox.
-		d.reg.settle(as, 0)
-		select {
-		case <-ctx.Done():
-		case <-wake:
-			poll = 10 * time.Millisecond
-		case <-time.After(poll):
-			poll = min(2*poll, time.Second)
-		}
-	}
-}
-
-// reclaimLoop returns the queues of silent workers to the inbox. Silence is
-// measured only over time the distributor was in contact with the database:
-// each pass first checks it can reach it, and after a gap (an outage, or the
-// process frozen) the workers' last sightings move forward by the gap, since
-// their messages could not have reached it either.
-func (d *Distributor) reclaimLoop(ctx context.Context) {
-	every := min(max(d.cfg.ReclaimAfter/4, 50*time.Millisecond), 5*time.Second)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	store := d.control.Inbox().Store()
-	lastContact := time.Now()
-	lost := false // the last pass could not reach the database
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		pctx, cancel := context.WithTimeout(ctx, max(every, 2*time.Second))
-		_, err := store.DB().ExecContext(pctx, `SELECT 1`)
-		cancel()
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if !lost {
-				lost = true
-				d.log.Warn("distributor cannot reach the database; reclaiming paused, worker silence not counted", "err", err)
-			}
-			if d.hooks.probeFailed != nil {
-				d.hooks.probeFailed()
-			}
-			continue
-		}
-		now := time.Now()
-		if gap := now.Sub(lastContact); gap > 2*every {
-			d.reg.excuse(gap-every, now)
-			d.log.Info("distributor in contact with the database again; worker silence meanwhile not counted", "outOfContact", gap.Round(time.Millisecond))
-		}
-		lastContact, lost = now, false
-		cutoff := now.Add(-d.cfg.ReclaimAfter)
-		for _, w := range d.reg.silent(cutoff) {
-			if d.reclaim(ctx, w) {
-				d.forget(ctx, w.id, cutoff)
-			}
-		}
-		if d.hooks.afterPass != nil {
-			d.hooks.afterPass()
-		}
-	}
-}
-
-// reclaim moves the visible messages of a worker's queue back to the inbox
-// and reports whether the worker's queue is now empty. Messages still leased
-// by the worker come back when their lease ends, at a later pass.
-func (d *Distributor) reclaim(ctx context.Context, w workerState) bool {
-	src, err := d.conns.Queue(ctx, w.inbox)
-	if err != nil {
-		d.log.Error("cannot reclaim from worker", "worker", w.id, "inbox", w.inbox, "err", err)
-		return false
-	}
-	total := 0
-	for {
-		n, err := src.MoveReadyFenced(ctx, d.inbox, 1000, map[string]string{bus.HeaderDistributedTo: ""}, d.fence())
-		if err != nil {
-			d.log.Error("reclaim failed", "worker", w.id, "err", err)
-			return false
-		}
-		total += n
-		if n < 1000 {
-			break
-		}
-	}
-	if total > 0 {
-		d.reclaimed.Add(int64(total))
-		d.log.Warn("returned messages of a silent or stopped worker to the inbox", "worker", w.id, "inbox", w.inbox, "messages", total)
-	}
-	c, err := src.Count(ctx)
-	return err == nil && c.Total() == 0
-}
-
-// persist records a worker's session and last sighting, at most every
-// ReclaimAfter/4 unless force, so a distributor that takes over knows it.
-func (d *Distributor) persist(ctx context.Context, id string, force bool) {
-	every := d.cfg.ReclaimAfter / 4
-	if force {
-		every = 0
-	}
-	w, ok := d.reg.persistDue(id, time.Now(), every)
-	if !ok {
-		return
-	}
-	err := d.control.Inbox().Store().RecordWorker(ctx, d.control.Inbox().URI(),
-		queue.WorkerRecord{ID: w.id, Session: w.session, Inbox: w.inbox, LastSeen: w.lastSeen})
-	if err != nil {
-		d.log.Warn("cannot record worker", "worker", id, "err", err)
-	}
-}
-
-// forget drops a gone worker whose queue is empty, here and in the database.
-func (d *Distributor) forget(ctx context.Context, id string, cutoff time.Time) {
-	session, ok := d.reg.forget(id, cutoff)
-	if !ok {
-		return
-	}
-	if err := d.control.Inbox().Store().ForgetWorker(ctx, d.control.Inbox().URI(), id, session); err != nil {
-		d.log.Warn("cannot forget worker record", "worker", id, "err", err)
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
-	}
 }

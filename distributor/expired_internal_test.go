@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/distributor/control"
 	"github.com/ferrybus/ferry/queue"
-	"github.com/ferrybus/ferry/worker"
 )
 
 // recorder is a log handler that keeps every record at or above debug.
@@ -73,7 +73,7 @@ func TestExpiredControlMessagesAreSummarised(t *testing.T) {
 		const n = 40
 		sent := time.Now()
 		for i := range n {
-			if err := sender.Send(ctx, worker.ThreadAvailable{WorkerID: "w", Session: bus.NewID(), Inbox: "sql://default/w", Thread: i, SentAt: sent},
+			if err := sender.Send(ctx, control.ThreadAvailable{WorkerID: "w", Session: bus.NewID(), Inbox: "sql://default/w", Thread: i, SentAt: sent},
 				bus.To(itControl), bus.ExpiresIn(time.Millisecond)); err != nil {
 				t.Fatal(err)
 			}

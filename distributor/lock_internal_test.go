@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/distributor/control"
 	"github.com/ferrybus/ferry/internal/testdb"
 	"github.com/ferrybus/ferry/queue"
-	"github.com/ferrybus/ferry/worker"
 )
 
 // crash stops d as kill -9 would: its loops end and its connections close
@@ -56,7 +56,7 @@ func testRestartedDistributorIsActiveBeforeLockTTL(t *testing.T, dialect string)
 	enqueue(t, conns, itInbox, 3)
 	wq := "sql://default/it-w-work"
 	session := bus.NewID()
-	second.onAvailable(context.Background(), worker.ThreadAvailable{WorkerID: "w", Session: session, Inbox: wq, SentAt: time.Now(), ValidFor: time.Hour})
+	second.onAvailable(context.Background(), control.ThreadAvailable{WorkerID: "w", Session: session, Inbox: wq, SentAt: time.Now(), ValidFor: time.Hour})
 	waitFor(t, 20*time.Second, "messages moved by the restarted distributor", func() bool { return counts(t, conns, wq).Total() == 3 })
 }
 
@@ -100,7 +100,7 @@ func TestDistributorThatLostItsLockMovesNothing(t *testing.T) {
 	enqueue(t, conns, itInbox, 5)
 	wq := "sql://default/it-w-work"
 	before := moves.Load()
-	d.onAvailable(ctx, worker.ThreadAvailable{WorkerID: "w", Session: bus.NewID(), Inbox: wq, SentAt: time.Now(), ValidFor: time.Hour})
+	d.onAvailable(ctx, control.ThreadAvailable{WorkerID: "w", Session: bus.NewID(), Inbox: wq, SentAt: time.Now(), ValidFor: time.Hour})
 	waitFor(t, 20*time.Second, "a move attempt", func() bool { return moves.Load() > before })
 	if c := counts(t, conns, wq); c.Total() != 0 {
 		t.Fatalf("a distributor without the lock moved %d messages", c.Total())

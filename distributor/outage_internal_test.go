@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/distributor/control"
 	"github.com/ferrybus/ferry/internal/testdb"
 	"github.com/ferrybus/ferry/queue"
-	"github.com/ferrybus/ferry/worker"
 )
 
 // cutProxy forwards TCP to a database until cut: then it drops every
@@ -105,9 +105,9 @@ func TestOutageDoesNotReclaimLiveWorkers(t *testing.T) {
 	const wid, wq = "w1", "sql://default/it-w1-work"
 	session := bus.NewID()
 	enqueue(t, direct, wq, 3)
-	d.onStarted(ctx, worker.Started{WorkerID: wid, Session: session, Inbox: wq, Threads: 1, SentAt: time.Now()})
+	d.onStarted(ctx, control.Started{WorkerID: wid, Session: session, Inbox: wq, Threads: 1, SentAt: time.Now()})
 	waitFor(t, 20*time.Second, "a reclaim pass", func() bool { return passes.Load() > 0 })
-	d.reg.heartbeat(worker.Heartbeat{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}, time.Now())
+	d.reg.heartbeat(control.Heartbeat{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}, time.Now())
 
 	proxy.cut()
 	cutAt := time.Now()
@@ -118,7 +118,7 @@ func TestOutageDoesNotReclaimLiveWorkers(t *testing.T) {
 	p := passes.Load()
 	waitFor(t, 20*time.Second, "a pass after the outage", func() bool { return passes.Load() > p })
 	// Only now does the worker's first message after the outage arrive.
-	d.reg.heartbeat(worker.Heartbeat{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}, time.Now())
+	d.reg.heartbeat(control.Heartbeat{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}, time.Now())
 	p = passes.Load()
 	waitFor(t, 20*time.Second, "another pass", func() bool { return passes.Load() > p })
 

@@ -4,8 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrybus/ferry/distributor/control"
 	"github.com/ferrybus/ferry/queue"
-	"github.com/ferrybus/ferry/worker"
 )
 
 // availability is one idle thread of one worker session.
@@ -108,7 +108,7 @@ func (r *registry) dropWorker(id string) {
 	r.avail = kept
 }
 
-func (r *registry) started(m worker.Started, now time.Time) {
+func (r *registry) started(m control.Started, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if w, ok := r.session(m.WorkerID, m.Session, m.Inbox, now); ok {
@@ -116,25 +116,21 @@ func (r *registry) started(m worker.Started, now time.Time) {
 	}
 }
 
-func (r *registry) heartbeat(m worker.Heartbeat, now time.Time) {
+func (r *registry) heartbeat(m control.Heartbeat, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.session(m.WorkerID, m.Session, m.Inbox, now)
 }
 
 // available records (or renews) one idle thread.
-func (r *registry) available(m worker.ThreadAvailable, now time.Time) {
+func (r *registry) available(m control.ThreadAvailable, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w, ok := r.session(m.WorkerID, m.Session, m.Inbox, now)
 	if !ok || w.stopping {
 		return
 	}
-	validFor := m.ValidFor
-	if validFor <= 0 {
-		validFor = 3 * worker.DefaultAvailabilityInterval
-	}
-	expires := m.SentAt.Add(validFor)
+	expires := m.Expires()
 	if !expires.After(now) {
 		return // stale: it waited in the control queue too long
 	}
@@ -150,7 +146,7 @@ func (r *registry) available(m worker.ThreadAvailable, now time.Time) {
 }
 
 // stopping ends a session: no more work goes to it.
-func (r *registry) stopping(m worker.Stopping, now time.Time) *workerState {
+func (r *registry) stopping(m control.Stopping, now time.Time) *workerState {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	w, ok := r.session(m.WorkerID, m.Session, m.Inbox, now)

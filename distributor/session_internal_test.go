@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/distributor/control"
 	"github.com/ferrybus/ferry/internal/testdb"
 	"github.com/ferrybus/ferry/queue"
-	"github.com/ferrybus/ferry/worker"
 )
 
 const (
@@ -109,7 +109,7 @@ func TestStoppingDuringMoveLeavesNothingInWorkerQueue(t *testing.T) {
 		ctx := context.Background()
 		const wid, wq = "w1", "sql://default/it-w1-work"
 		session := bus.NewID()
-		stop := worker.Stopping{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}
+		stop := control.Stopping{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}
 		d := newIT(t, conns, Config{ReclaimAfter: time.Hour, DistributeSendCount: 5})
 		stopped := make(chan struct{})
 		d.hooks.beforeMove = func(w, s string) {
@@ -126,8 +126,8 @@ func TestStoppingDuringMoveLeavesNothingInWorkerQueue(t *testing.T) {
 		startIT(t, d)
 		waitFor(t, 10*time.Second, "distributor active", d.Active)
 		enqueue(t, conns, itInbox, 10)
-		d.onStarted(ctx, worker.Started{WorkerID: wid, Session: session, Inbox: wq, Threads: 1, SentAt: time.Now()})
-		d.onAvailable(ctx, worker.ThreadAvailable{WorkerID: wid, Session: session, Inbox: wq, Thread: 0, SentAt: time.Now(), ValidFor: time.Hour})
+		d.onStarted(ctx, control.Started{WorkerID: wid, Session: session, Inbox: wq, Threads: 1, SentAt: time.Now()})
+		d.onAvailable(ctx, control.ThreadAvailable{WorkerID: wid, Session: session, Inbox: wq, Thread: 0, SentAt: time.Now(), ValidFor: time.Hour})
 		waitFor(t, 10*time.Second, "a move to the stopping worker", func() bool { return d.Stats().Distributed > 0 })
 		<-stopped
 		waitFor(t, 10*time.Second, "the stopped worker's queue returned", func() bool {
@@ -136,14 +136,14 @@ func TestStoppingDuringMoveLeavesNothingInWorkerQueue(t *testing.T) {
 		})
 
 		// Late announcements of the stopped session bring nothing back.
-		d.onAvailable(ctx, worker.ThreadAvailable{WorkerID: wid, Session: session, Inbox: wq, Thread: 1, SentAt: time.Now(), ValidFor: time.Hour})
-		d.reg.heartbeat(worker.Heartbeat{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}, time.Now())
+		d.onAvailable(ctx, control.ThreadAvailable{WorkerID: wid, Session: session, Inbox: wq, Thread: 1, SentAt: time.Now(), ValidFor: time.Hour})
+		d.reg.heartbeat(control.Heartbeat{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}, time.Now())
 		if s := d.Registry(); s.Available[wid] != 0 || s.Workers[wid] != "" {
 			t.Fatalf("stopped session came back: %+v", s)
 		}
 		// A new session of the same worker is welcome.
 		next := bus.NewID()
-		d.onAvailable(ctx, worker.ThreadAvailable{WorkerID: wid, Session: next, Inbox: wq, Thread: 0, SentAt: time.Now(), ValidFor: time.Hour})
+		d.onAvailable(ctx, control.ThreadAvailable{WorkerID: wid, Session: next, Inbox: wq, Thread: 0, SentAt: time.Now(), ValidFor: time.Hour})
 		waitFor(t, 10*time.Second, "work for the new session", func() bool { return counts(t, conns, wq).Total() > 0 })
 	})
 }
@@ -168,8 +168,8 @@ func TestReclaimedMessageKeepsItsDeliveryCount(t *testing.T) {
 		}
 		waitFor(t, 10*time.Second, "the lease to end", func() bool { return counts(t, conns, w1q).Ready == 1 })
 		s1 := bus.NewID()
-		d.onStarted(ctx, worker.Started{WorkerID: "w1", Session: s1, Inbox: w1q, Threads: 1, SentAt: time.Now()})
-		d.onStopping(ctx, worker.Stopping{WorkerID: "w1", Session: s1, Inbox: w1q, SentAt: time.Now()})
+		d.onStarted(ctx, control.Started{WorkerID: "w1", Session: s1, Inbox: w1q, Threads: 1, SentAt: time.Now()})
+		d.onStopping(ctx, control.Stopping{WorkerID: "w1", Session: s1, Inbox: w1q, SentAt: time.Now()})
 		waitFor(t, 10*time.Second, "the message back in the inbox", func() bool { return counts(t, conns, itInbox).Ready == 1 })
 		peekAttempts := func(uri string) int {
 			q, err := conns.Queue(ctx, uri)
@@ -185,7 +185,7 @@ func TestReclaimedMessageKeepsItsDeliveryCount(t *testing.T) {
 		if a := peekAttempts(itInbox); a != 1 {
 			t.Fatalf("reclaimed message has %d deliveries, want 1", a)
 		}
-		d.onAvailable(ctx, worker.ThreadAvailable{WorkerID: "w2", Session: bus.NewID(), Inbox: w2q, SentAt: time.Now(), ValidFor: time.Hour})
+		d.onAvailable(ctx, control.ThreadAvailable{WorkerID: "w2", Session: bus.NewID(), Inbox: w2q, SentAt: time.Now(), ValidFor: time.Hour})
 		waitFor(t, 10*time.Second, "the message moved to w2", func() bool { return counts(t, conns, w2q).Total() == 1 })
 		if a := peekAttempts(w2q); a != 1 {
 			t.Fatalf("message moved to w2 has %d deliveries, want 1", a)

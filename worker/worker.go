@@ -1,14 +1,10 @@
 // Package worker runs an endpoint as a worker of a distributor: it handles
 // messages from its own work queue, into which the distributor moves work,
-// and tells the distributor's control inbox about itself:
-//
-//   - Started when it starts, with a new session id (a UUIDv7, so a later
-//     session sorts after an earlier one);
-//   - one ThreadAvailable per idle thread, repeated every
-//     AvailabilityInterval while the thread stays idle;
-//   - Heartbeat every AvailabilityInterval while no thread is idle, so a busy
-//     worker is never taken for a dead one;
-//   - Stopping on a graceful stop.
+// and tells the distributor's control inbox about itself with the messages
+// of package control: Started when a session begins, one ThreadAvailable
+// per idle thread repeated every AvailabilityInterval, a Heartbeat every
+// AvailabilityInterval while no thread is idle, and Stopping on a graceful
+// stop.
 package worker
 
 import (
@@ -21,64 +17,9 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/distributor/control"
 	"github.com/ferrybus/ferry/queue"
 )
-
-// Control message type names.
-const (
-	TypeStarted         = "ferry.worker.started"
-	TypeThreadAvailable = "ferry.worker.thread-available"
-	TypeHeartbeat       = "ferry.worker.heartbeat"
-	TypeStopping        = "ferry.worker.stopping"
-)
-
-// Started announces a worker session.
-type Started struct {
-	WorkerID string    `json:"workerId"`
-	Session  string    `json:"session"`
-	Inbox    string    `json:"inbox"`
-	Threads  int       `json:"threads"`
-	SentAt   time.Time `json:"sentAt"`
-}
-
-// MessageType names the message on the bus.
-func (Started) MessageType() string { return TypeStarted }
-
-// ThreadAvailable says one thread of a worker is idle and wants work.
-type ThreadAvailable struct {
-	WorkerID string    `json:"workerId"`
-	Session  string    `json:"session"`
-	Inbox    string    `json:"inbox"`
-	Thread   int       `json:"thread"`
-	SentAt   time.Time `json:"sentAt"`
-	// ValidFor is how long the availability holds unless renewed.
-	ValidFor time.Duration `json:"validFor"`
-}
-
-// MessageType names the message on the bus.
-func (ThreadAvailable) MessageType() string { return TypeThreadAvailable }
-
-// Heartbeat says a worker is alive while all its threads are busy.
-type Heartbeat struct {
-	WorkerID string    `json:"workerId"`
-	Session  string    `json:"session"`
-	Inbox    string    `json:"inbox"`
-	SentAt   time.Time `json:"sentAt"`
-}
-
-// MessageType names the message on the bus.
-func (Heartbeat) MessageType() string { return TypeHeartbeat }
-
-// Stopping says a worker session ends; it takes no more work.
-type Stopping struct {
-	WorkerID string    `json:"workerId"`
-	Session  string    `json:"session"`
-	Inbox    string    `json:"inbox"`
-	SentAt   time.Time `json:"sentAt"`
-}
-
-// MessageType names the message on the bus.
-func (Stopping) MessageType() string { return TypeStopping }
 
 // Config configures the worker role of an endpoint.
 type Config struct {
@@ -92,7 +33,7 @@ type Config struct {
 }
 
 // DefaultAvailabilityInterval is used when Config sets none.
-const DefaultAvailabilityInterval = 15 * time.Second
+const DefaultAvailabilityInterval = control.DefaultInterval
 
 // Worker is an endpoint that takes its work from a distributor.
 type Worker struct {
@@ -172,7 +113,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	w.idle = map[int]time.Time{}
 	w.stop, w.done = make(chan struct{}), make(chan struct{})
 	w.mu.Unlock()
-	if err := w.send(ctx, Started{WorkerID: w.cfg.ID, Session: w.session, Inbox: w.ep.Inbox().URI(), Threads: w.ep.Threads(), SentAt: time.Now()}); err != nil {
+	if err := w.send(ctx, control.Started{WorkerID: w.cfg.ID, Session: w.session, Inbox: w.ep.Inbox().URI(), Threads: w.ep.Threads(), SentAt: time.Now()}); err != nil {
 		return fmt.Errorf("worker %q: announce start: %w", w.cfg.ID, err)
 	}
 	go w.announce()
@@ -202,7 +143,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	err := w.ep.Stop(ctx)
 	sendCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if serr := w.send(sendCtx, Stopping{WorkerID: w.cfg.ID, Session: w.Session(), Inbox: w.ep.Inbox().URI(), SentAt: time.Now()}); serr != nil {
+	if serr := w.send(sendCtx, control.Stopping{WorkerID: w.cfg.ID, Session: w.Session(), Inbox: w.ep.Inbox().URI(), SentAt: time.Now()}); serr != nil {
 		w.log.Warn("could not announce stop; the distributor will reclaim after silence", "err", serr)
 	}
 	return err
@@ -230,7 +171,7 @@ func (w *Worker) send(ctx context.Context, body any) error {
 	w.mu.Lock()
 	w.lastSent = time.Now()
 	w.mu.Unlock()
-	return w.ep.Send(ctx, body, bus.To(w.control), bus.ExpiresIn(3*w.cfg.AvailabilityInterval), bus.WithPriority(0))
+	return w.ep.Send(ctx, body, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.cfg.AvailabilityInterval)), bus.WithPriority(0))
 }
 
 // sendBatch posts several control messages in one statement.
@@ -238,7 +179,7 @@ func (w *Worker) sendBatch(ctx context.Context, bodies []any) error {
 	w.mu.Lock()
 	w.lastSent = time.Now()
 	w.mu.Unlock()
-	return w.ep.SendBatch(ctx, bodies, bus.To(w.control), bus.ExpiresIn(3*w.cfg.AvailabilityInterval))
+	return w.ep.SendBatch(ctx, bodies, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.cfg.AvailabilityInterval)))
 }
 
 func (w *Worker) threadsIdle(threads []int) {
@@ -296,10 +237,8 @@ func (w *Worker) announce() {
 		inbox := w.ep.Inbox().URI()
 		if len(due) > 0 {
 			// One message per idle thread, all in one statement.
-			msgs := make([]any, len(due))
-			for i, t := range due {
-				msgs[i] = ThreadAvailable{WorkerID: w.cfg.ID, Session: session, Inbox: inbox, Thread: t, SentAt: now, ValidFor: 3 * interval}
-			}
+			msgs := control.Availabilities(control.ThreadAvailable{
+				WorkerID: w.cfg.ID, Session: session, Inbox: inbox, SentAt: now, ValidFor: control.Lifetime(interval)}, due)
 			if err := w.sendBatch(ctx, msgs); err != nil {
 				w.log.Warn("availability not sent; will retry", "threads", due, "err", err)
 				w.mu.Lock()
@@ -312,7 +251,7 @@ func (w *Worker) announce() {
 			}
 		}
 		if heartbeat {
-			if err := w.send(ctx, Heartbeat{WorkerID: w.cfg.ID, Session: session, Inbox: inbox, SentAt: now}); err != nil {
+			if err := w.send(ctx, control.Heartbeat{WorkerID: w.cfg.ID, Session: session, Inbox: inbox, SentAt: now}); err != nil {
 				w.log.Warn("heartbeat not sent", "err", err)
 			}
 		}

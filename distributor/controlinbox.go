@@ -1,0 +1,82 @@
+package distributor
+
+import (
+	"context"
+	"time"
+
+	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/distributor/control"
+	"github.com/ferrybus/ferry/queue"
+)
+
+// The control inbox: the workers' announcements (package control) update the
+// registry, and each worker's session and last sighting are recorded in the
+// database so that a distributor taking over knows them.
+
+// controlMux routes the control messages to their handlers. A control
+// message's handler never fails: whatever it cannot use is dropped.
+func (d *Distributor) controlMux() *bus.Mux {
+	cmux := bus.NewMux()
+	bus.Handle(cmux, control.TypeStarted, func(ctx context.Context, m *bus.Message, s control.Started) error {
+		d.onStarted(ctx, s)
+		return nil
+	})
+	bus.Handle(cmux, control.TypeThreadAvailable, func(ctx context.Context, m *bus.Message, a control.ThreadAvailable) error {
+		d.onAvailable(ctx, a)
+		return nil
+	})
+	bus.Handle(cmux, control.TypeHeartbeat, func(ctx context.Context, m *bus.Message, h control.Heartbeat) error {
+		d.onHeartbeat(ctx, h)
+		return nil
+	})
+	bus.Handle(cmux, control.TypeStopping, func(ctx context.Context, m *bus.Message, s control.Stopping) error {
+		d.onStopping(ctx, s)
+		return nil
+	})
+	return cmux
+}
+
+func (d *Distributor) onStarted(ctx context.Context, s control.Started) {
+	d.reg.started(s, time.Now())
+	d.persist(ctx, s.WorkerID, true)
+	d.log.Info("worker started", "worker", s.WorkerID, "session", s.Session, "inbox", s.Inbox, "threads", s.Threads)
+}
+
+func (d *Distributor) onAvailable(ctx context.Context, a control.ThreadAvailable) {
+	d.reg.available(a, time.Now())
+	d.persist(ctx, a.WorkerID, false)
+}
+
+func (d *Distributor) onHeartbeat(ctx context.Context, h control.Heartbeat) {
+	d.reg.heartbeat(h, time.Now())
+	d.persist(ctx, h.WorkerID, false)
+}
+
+// onStopping ends the session and returns its queue. A move to it already
+// in flight is undone by the distribute loop once it lands (see landed).
+func (d *Distributor) onStopping(ctx context.Context, s control.Stopping) {
+	if w := d.reg.stopping(s, time.Now()); w != nil {
+		d.log.Info("worker stopping; returning its queue", "worker", s.WorkerID, "session", s.Session)
+		if d.reclaim(ctx, *w) {
+			d.forget(ctx, w.id, time.Now())
+		}
+	}
+}
+
+// persist records a worker's session and last sighting, at most every
+// ReclaimAfter/4 unless force, so a distributor that takes over knows it.
+func (d *Distributor) persist(ctx context.Context, id string, force bool) {
+	every := d.cfg.ReclaimAfter / 4
+	if force {
+		every = 0
+	}
+	w, ok := d.reg.persistDue(id, time.Now(), every)
+	if !ok {
+		return
+	}
+	err := d.control.Inbox().Store().RecordWorker(ctx, d.control.Inbox().URI(),
+		queue.WorkerRecord{ID: w.id, Session: w.session, Inbox: w.inbox, LastSeen: w.lastSeen})
+	if err != nil {
+		d.log.Warn("cannot record worker", "worker", id, "err", err)
+	}
+}

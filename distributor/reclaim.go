@@ -1,0 +1,100 @@
+package distributor
+
+import (
+	"context"
+	"time"
+
+	"github.com/ferrybus/ferry/bus"
+)
+
+// reclaimLoop returns the queues of silent workers to the inbox. Silence is
+// measured only over time the distributor was in contact with the database:
+// each pass first checks it can reach it, and after a gap (an outage, or the
+// process frozen) the workers' last sightings move forward by the gap, since
+// their messages could not have reached it either.
+func (d *Distributor) reclaimLoop(ctx context.Context) {
+	every := min(max(d.cfg.ReclaimAfter/4, 50*time.Millisecond), 5*time.Second)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	store := d.control.Inbox().Store()
+	lastContact := time.Now()
+	lost := false // the last pass could not reach the database
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, max(every, 2*time.Second))
+		_, err := store.DB().ExecContext(pctx, `SELECT 1`)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !lost {
+				lost = true
+				d.log.Warn("distributor cannot reach the database; reclaiming paused, worker silence not counted", "err", err)
+			}
+			if d.hooks.probeFailed != nil {
+				d.hooks.probeFailed()
+			}
+			continue
+		}
+		now := time.Now()
+		if gap := now.Sub(lastContact); gap > 2*every {
+			d.reg.excuse(gap-every, now)
+			d.log.Info("distributor in contact with the database again; worker silence meanwhile not counted", "outOfContact", gap.Round(time.Millisecond))
+		}
+		lastContact, lost = now, false
+		cutoff := now.Add(-d.cfg.ReclaimAfter)
+		for _, w := range d.reg.silent(cutoff) {
+			if d.reclaim(ctx, w) {
+				d.forget(ctx, w.id, cutoff)
+			}
+		}
+		if d.hooks.afterPass != nil {
+			d.hooks.afterPass()
+		}
+	}
+}
+
+// reclaim moves the visible messages of a worker's queue back to the inbox
+// and reports whether the worker's queue is now empty. Messages still leased
+// by the worker come back when their lease ends, at a later pass.
+func (d *Distributor) reclaim(ctx context.Context, w workerState) bool {
+	src, err := d.conns.Queue(ctx, w.inbox)
+	if err != nil {
+		d.log.Error("cannot reclaim from worker", "worker", w.id, "inbox", w.inbox, "err", err)
+		return false
+	}
+	total := 0
+	for {
+		n, err := src.MoveReadyFenced(ctx, d.inbox, 1000, map[string]string{bus.HeaderDistributedTo: ""}, d.fence())
+		if err != nil {
+			d.log.Error("reclaim failed", "worker", w.id, "err", err)
+			return false
+		}
+		total += n
+		if n < 1000 {
+			break
+		}
+	}
+	if total > 0 {
+		d.reclaimed.Add(int64(total))
+		d.log.Warn("returned messages of a silent or stopped worker to the inbox", "worker", w.id, "inbox", w.inbox, "messages", total)
+	}
+	c, err := src.Count(ctx)
+	return err == nil && c.Total() == 0
+}
+
+// forget drops a gone worker whose queue is empty, here and in the database.
+func (d *Distributor) forget(ctx context.Context, id string, cutoff time.Time) {
+	session, ok := d.reg.forget(id, cutoff)
+	if !ok {
+		return
+	}
+	if err := d.control.Inbox().Store().ForgetWorker(ctx, d.control.Inbox().URI(), id, session); err != nil {
+		d.log.Warn("cannot forget worker record", "worker", id, "err", err)
+	}
+}
