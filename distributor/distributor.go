@@ -6,7 +6,7 @@
 // queue: a single UPDATE when both queues are in one database. The messages
 // workers send and the rules about them are package control.
 //
-// Where the anchors failed, it does not:
+// Where other Shuttle-style distributors go wrong, this one does not:
 //   - an availability expires unless renewed, so a dead worker stops receiving;
 //   - a worker's new session replaces the old one's availabilities, so counts
 //     never drift across restarts;
@@ -106,7 +106,6 @@ type Distributor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	active atomic.Bool
-	lockMu sync.Mutex // serialises Start/Stop of the active role
 }
 
 // New validates cfg and builds a distributor. mux handles inbox messages

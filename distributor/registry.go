@@ -159,22 +159,6 @@ func (r *registry) stopping(m control.Stopping, now time.Time) *workerState {
 	return &cp
 }
 
-// take removes and returns the first unexpired availability, or nil.
-func (r *registry) take(now time.Time) *availability {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for len(r.avail) > 0 {
-		a := r.avail[0]
-		r.avail[0] = nil
-		r.avail = r.avail[1:]
-		delete(r.index, availKey{a.worker, a.thread})
-		if a.expires.After(now) {
-			return a
-		}
-	}
-	return nil
-}
-
 // takeWorker removes and returns the first unexpired availability together
 // with every other live availability of the same worker session, in order:
 // one move can serve them all.
