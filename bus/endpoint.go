@@ -161,6 +161,8 @@ type Endpoint struct {
 	stopping       atomic.Bool // Stop has begun: what the heartbeat gives back counts in released
 	inflight       sync.Map    // delivery id -> *inflight
 	hooks          Hooks
+	checks         []precheck // run before each handler, in order
+	settler        settler    // acks what handlers handled
 }
 
 // Hooks let a role built on an endpoint (a worker, a distributor) follow
@@ -328,6 +330,8 @@ func (e *Endpoint) Start(ctx context.Context) error {
 			return fmt.Errorf("bus: endpoint %q: subscribe: %w", e.cfg.Name, err)
 		}
 	}
+	e.checks = e.prechecks()
+	e.settler = e.newSettler()
 	n := e.Threads()
 	recvCtx, recvStop := context.WithCancel(context.Background())
 	e.recvStop = recvStop
