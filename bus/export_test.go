@@ -1,4 +1,6 @@
 package bus
 
+import "github.com/ferrybus/ferry/internal/waiter"
+
 // MaxErrorBackoff is the cap of the receive loop's error backoff, for tests.
-const MaxErrorBackoff = maxErrorBackoff
+const MaxErrorBackoff = waiter.DefaultMaxBackoff

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/ferrybus/ferry/internal/waiter"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -12,7 +13,7 @@ import (
 const receiveTimeout = 30 * time.Second
 
 // minPoll is the first idle wait of the receive loop; it doubles up to the
-// store's MaxPoll while the inbox stays empty.
+// store's MaxPoll while the inbox stays empty (see internal/waiter).
 const minPoll = 10 * time.Millisecond
 
 // gatePoll is how often a closed Gate is asked again.
@@ -34,12 +35,10 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 		// fewer messages than asked for (or none); nil when the queue may
 		// hold more.
 		short <-chan struct{}
-		// failed follows a run of failed receives (database unreachable).
-		failed outage
-		poll   = minPoll
-		timer  = time.NewTimer(time.Hour)
+		// w follows the idle poll interval and runs of failed receives
+		// (database unreachable).
+		w = waiter.New(waiter.Bounds{MinPoll: minPoll, MaxPoll: e.inbox.MaxPoll()})
 	)
-	defer timer.Stop()
 	defer func() {
 		// Stopping: what is buffered was never handed to a handler.
 		if len(pending) > 0 && !e.abandoned.Load() {
@@ -83,7 +82,7 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 			if stall := e.acks.stalled(); stall != nil && !drained {
 				// Acks of handled messages wait for the database: let them go
 				// first, or this receive could take those messages again.
-				if !waitRetry(ctx, maxErrorBackoff, stall) {
+				if !waiter.Sleep(ctx, waiter.DefaultMaxBackoff, stall) {
 					return
 				}
 				continue
@@ -97,23 +96,23 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 				cancel()
 				switch {
 				case err != nil:
-					wait, first := failed.fail(time.Now())
+					wait, first := w.Failed(time.Now())
 					if first {
 						e.log.Warn("receive failed; retrying until it succeeds", "queue", e.inbox.URI(), "err", err, "in", wait)
 					} else {
-						e.log.Debug("receive failed again; retrying", "queue", e.inbox.URI(), "err", err, "in", wait, "failures", failed.failures)
+						e.log.Debug("receive failed again; retrying", "queue", e.inbox.URI(), "err", err, "in", wait, "failures", w.Failures())
 					}
-					if !waitRetry(ctx, wait, wake) {
+					if !waiter.Sleep(ctx, wait, wake) {
 						return
 					}
 					continue
 				}
-				if down, n, ended := failed.ok(time.Now()); ended {
+				if down, n, ended := w.Recovered(time.Now()); ended {
 					e.log.Info("receiving again", "queue", e.inbox.URI(), "down", down.Round(100*time.Millisecond), "failures", n)
 				}
 				switch {
 				case len(ds) > 0:
-					poll = minPoll
+					w.Found()
 					now := time.Now()
 					for _, d := range ds {
 						e.inflight.Store(d.ID, &inflight{d: d, received: now, renewed: now})
@@ -136,27 +135,18 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 			if len(idle) > 0 && e.hooks.Idle != nil {
 				e.hooks.Idle(slices.Clone(idle))
 			}
-			timer.Reset(poll)
-			select {
-			case <-ctx.Done():
-			case <-wake:
-				poll, short = minPoll, nil
-			case <-timer.C:
-				poll, short = min(2*poll, e.inbox.MaxPoll()), nil
-			case id := <-e.free:
+			// Wait for a wake-up, the poll interval, or a thread coming free.
+			switch id, why := waiter.IdleOr[int](ctx, w, wake, e.free); why {
+			case waiter.Woken, waiter.Polled:
+				short = nil
+			case waiter.Other:
 				idle = append(idle, id)
-			}
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
 			}
 			continue
 		}
 		if refill && want > 0 {
 			// The gate is closed: ask again shortly.
-			if !sleepCtx(ctx, gatePoll) {
+			if !waiter.Sleep(ctx, gatePoll, nil) {
 				return
 			}
 			continue
@@ -209,15 +199,5 @@ func (e *Endpoint) releaseUnhandled(ds []queue.Delivery) {
 			e.released.Add(1)
 		}
 		e.inflight.Delete(d.ID)
-	}
-}
-
-// sleepCtx waits d or until ctx ends, reporting whether ctx is still live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	select {
-	case <-time.After(d):
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
