@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	rolehooks "github.com/ferrybus/ferry/internal/role" // the distributor has a type role
 	"github.com/ferrybus/ferry/internal/waiter"
 	"github.com/ferrybus/ferry/queue"
 	"github.com/ferrybus/ferry/worker"
@@ -178,12 +179,12 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 
 	inboxCfg := cfg.Inbox
 	if !cfg.Distribute {
-		d.local, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name, Inbox: &inboxCfg, Logger: cfg.Logger}, mux)
+		// Handle locally only while no worker thread is available.
+		gate := &rolehooks.Hooks{Gate: func() bool { return d.reg.count(time.Now()) == 0 }}
+		d.local, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name, Inbox: &inboxCfg, Logger: cfg.Logger, Role: gate}, mux)
 		if err != nil {
 			return nil, fmt.Errorf("distributor %q: %w", cfg.Name, err)
 		}
-		// Handle locally only while no worker thread is available.
-		d.local.SetHooks(bus.Hooks{Gate: func() bool { return d.reg.count(time.Now()) == 0 }})
 		d.inbox = d.local.Inbox()
 	} else {
 		if inboxCfg.WorkQueue == "" {
