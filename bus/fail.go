@@ -111,11 +111,12 @@ func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause erro
 			return
 		}
 	}
-	// A distributed message returns to its distributor, not to this
-	// worker's queue, which may be gone by the time it is retried.
+	// A message that names the queue it belongs to (a distributed one: its
+	// distributor's inbox) returns there, not to this queue, which may be
+	// gone by the time it is retried.
 	source := e.inbox.URI()
-	if from := d.Headers[HeaderDistributedFrom]; from != "" {
-		source = from
+	if to := d.Headers[HeaderReturnTo]; to != "" {
+		source = to
 	}
 	headers[HeaderSourceQueue] = source
 	headers[HeaderError] = text

@@ -31,6 +31,18 @@ import (
 	"github.com/ferrybus/ferry/worker"
 )
 
+// Headers the distributor stamps on the messages it moves to a worker.
+const (
+	// HeaderDistributedTo records the worker queue a message was moved to;
+	// a reclaim clears it.
+	HeaderDistributedTo = "ferry.distributed-to"
+	// HeaderDistributedFrom records the distributor inbox a message came
+	// from. The distributor also stamps bus.HeaderReturnTo, which is what
+	// sends a failed message back there; this one is kept for operators
+	// and for workers of earlier versions, which read it instead.
+	HeaderDistributedFrom = "ferry.distributed-from"
+)
+
 // DefaultLockTTL is the lock lease when Config sets none.
 const DefaultLockTTL = 5 * time.Second
 
@@ -434,7 +446,7 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 		}
 		per := d.cfg.DistributeSendCount
 		n, err := d.inbox.MoveReadyFenced(ctx, dst, per*len(as), map[string]string{
-			bus.HeaderDistributedTo: a.inbox, bus.HeaderDistributedFrom: d.inbox.URI()}, d.fence())
+			HeaderDistributedTo: a.inbox, HeaderDistributedFrom: d.inbox.URI(), bus.HeaderReturnTo: d.inbox.URI()}, d.fence())
 		if d.hooks.afterMove != nil {
 			d.hooks.afterMove(n, err)
 		}
@@ -541,7 +553,7 @@ func (d *Distributor) reclaim(ctx context.Context, w workerState) bool {
 	}
 	total := 0
 	for {
-		n, err := src.MoveReadyFenced(ctx, d.inbox, 1000, map[string]string{bus.HeaderDistributedTo: ""}, d.fence())
+		n, err := src.MoveReadyFenced(ctx, d.inbox, 1000, map[string]string{HeaderDistributedTo: ""}, d.fence())
 		if err != nil {
 			d.log.Error("reclaim failed", "worker", w.id, "err", err)
 			return false
