@@ -168,6 +168,7 @@ type Endpoint struct {
 	hooks          *role.Hooks // never nil
 	checks         []precheck  // run before each handler, in order
 	settler        settler     // acks what handlers handled
+	events         eventHub    // subscribers of Events
 }
 
 type inflight struct {
@@ -487,6 +488,7 @@ func (e *Endpoint) releaseInflight() int {
 				e.log.Warn("release at stop failed; the lease will expire", "message", f.d.MessageID, "err", err)
 			} else {
 				n++
+				e.emit(EventReleased, f.d, "", "")
 			}
 			cancel()
 		}

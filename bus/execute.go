@@ -65,8 +65,9 @@ func (e *Endpoint) checkExpired(_ context.Context, j *job) bool {
 	if !j.env.Expired(time.Now()) {
 		return true
 	}
-	e.stats.expired.Add(1)
-	e.fail(j.d, j.env, KindExpired, fmt.Errorf("expired at %s, before it was handled", j.env.ExpiresAt.UTC().Format(time.RFC3339Nano)), "")
+	err := fmt.Errorf("expired at %s, before it was handled", j.env.ExpiresAt.UTC().Format(time.RFC3339Nano))
+	e.count(EventExpired, j.d, KindExpired, err.Error())
+	e.fail(j.d, j.env, KindExpired, err, "")
 	return false
 }
 

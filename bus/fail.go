@@ -18,13 +18,18 @@ const maxErrorText = 2000
 // no failure: the message goes back untouched.
 func (e *Endpoint) failHandler(ctx context.Context, d queue.Delivery, env *Envelope, err error, stack string) {
 	if ctx.Err() != nil && stack == "" {
-		released := false
+		released, given := false, false
 		_ = e.settle(d, func(sctx context.Context) error {
 			released = true
-			return e.inbox.Release(sctx, d, queue.ReleaseOptions{Uncount: true})
+			err := e.inbox.Release(sctx, d, queue.ReleaseOptions{Uncount: true})
+			given = err == nil
+			return err
 		})
 		if released && e.stopping.Load() {
 			e.cancelReleased.Add(1)
+		}
+		if given {
+			e.emit(EventReleased, d, "", "")
 		}
 		return
 	}
@@ -45,12 +50,12 @@ func (e *Endpoint) failHandler(ctx context.Context, d queue.Delivery, env *Envel
 // inbox's rules and defaults: discard (ack), retry (release after the
 // policy's delay, while attempts are left) or park (move to the error queue).
 func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause error, stack string) {
-	if kind != KindExpired {
-		e.stats.failed.Add(1)
-	}
 	text := cause.Error()
 	if len(text) > maxErrorText {
 		text = text[:maxErrorText]
+	}
+	if kind != KindExpired {
+		e.count(EventFailed, d, kind, text)
 	}
 	dec := e.rec.decide(d.Type, kind, text)
 	if d.HeadersErr != nil && dec.action == ActionRetry {
@@ -75,7 +80,7 @@ func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause erro
 			log.Warn("ack of a discarded message failed; it will be delivered again", "ackErr", err)
 			return
 		}
-		e.stats.discarded.Add(1)
+		e.count(EventDiscarded, d, kind, text)
 		log.Warn("message discarded unhandled", "failures", len(failures))
 		return
 	}
@@ -106,7 +111,7 @@ func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause erro
 				log.Warn("release for retry failed; the lease will expire", "releaseErr", err)
 				return
 			}
-			e.stats.retried.Add(1)
+			e.count(EventRetried, d, kind, text)
 			log.Warn("handling failed; will retry", "in", delay, "failures", len(failures))
 			return
 		}
@@ -127,7 +132,7 @@ func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause erro
 		log.Error("move to error queue failed; the lease will expire", "moveErr", err)
 		return
 	}
-	e.stats.errored.Add(1)
+	e.count(EventErrorQueued, d, kind, text)
 	reason := "attempts exhausted"
 	if dec.action == ActionPark {
 		reason = "parked"

@@ -197,6 +197,7 @@ func (e *Endpoint) releaseUnhandled(ds []queue.Delivery) {
 		}
 		if given {
 			e.released.Add(1)
+			e.emit(EventReleased, d, "", "")
 		}
 		e.inflight.Delete(d.ID)
 	}

@@ -52,8 +52,11 @@ func (e *Endpoint) renewLeases(ctx context.Context, now time.Time, every time.Du
 			f.released = true
 			if err := e.inbox.Release(ctx, f.d, queue.ReleaseOptions{Uncount: true}); err != nil {
 				e.log.Warn("release of a long-buffered message failed; its lease will expire", "message", f.d.MessageID, "err", err)
-			} else if e.stopping.Load() {
-				e.released.Add(1) // given back during Stop: part of its summary
+			} else {
+				if e.stopping.Load() {
+					e.released.Add(1) // given back during Stop: part of its summary
+				}
+				e.emit(EventReleased, f.d, "", "")
 			}
 		case now.Sub(f.renewed) >= every:
 			if err := e.inbox.Extend(ctx, f.d, e.lease); err != nil {

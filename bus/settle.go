@@ -46,7 +46,7 @@ func (s asyncAck) handled(d queue.Delivery, _ *Envelope) {
 			e.deliveryLog(d).Warn("ack failed; the message will be delivered again", "err", err)
 			return
 		}
-		e.stats.handled.Add(1)
+		e.count(EventHandled, d, "", "")
 	})
 }
 
@@ -83,11 +83,11 @@ func (s claimedAck) handled(d queue.Delivery, env *Envelope) {
 		return
 	}
 	if !claimed {
-		e.stats.duplicates.Add(1)
+		e.count(EventDuplicate, d, "", "")
 		e.deliveryLog(d).Warn("another copy of the message was handled at the same time; a non-transactional handler ran for both")
 		return
 	}
-	e.stats.handled.Add(1)
+	e.count(EventHandled, d, "", "")
 }
 
 // errDuplicate ends a transactional handler's commit when another copy of
@@ -107,7 +107,7 @@ func (e *Endpoint) settleTx(d queue.Delivery, msg *Message) {
 		e.log.Warn("transactional handler: commit failed; the message will be delivered again", "message", d.MessageID, "err", err)
 		return
 	}
-	e.stats.handled.Add(1)
+	e.count(EventHandled, d, "", "")
 }
 
 // ackDuplicate acks a copy of a message this endpoint has already handled.
@@ -117,7 +117,7 @@ func (e *Endpoint) ackDuplicate(d queue.Delivery, why string) {
 		log.Warn("ack of duplicate failed", "err", err)
 		return
 	}
-	e.stats.duplicates.Add(1)
+	e.count(EventDuplicate, d, "", "")
 	log.Info(why)
 }
 
