@@ -10,7 +10,7 @@ import (
 )
 
 // receiveTimeout bounds one receive statement.
-const receiveTimeout = 30 * time.Second
+const receiveTimeout = waiter.DefaultReceiveTimeout
 
 // minPoll is the first idle wait of the receive loop; it doubles up to the
 // store's MaxPoll while the inbox stays empty (see internal/waiter).
