@@ -234,6 +234,7 @@ func TestDeferAndExpiry(t *testing.T) {
 			return nil
 		})
 		ep := start(t, conns, bus.Config{Name: "d", Inbox: inbox("d", 2)}, mux)
+		events := watch(t, ep)
 		at := time.Now().Add(400 * time.Millisecond)
 		if err := ep.Defer(ctx, at, Ping{N: 1}, bus.To("sql://default/d")); err != nil {
 			t.Fatal(err)
@@ -245,7 +246,10 @@ func TestDeferAndExpiry(t *testing.T) {
 		if err := ep.Send(ctx, Ping{N: 2}, bus.To("sql://default/d"), bus.ExpiresAt(time.Now().Add(-time.Second))); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "the expired message dropped", func() bool { return ep.Stats().Expired == 1 })
+		events.waitFor(t, 5*time.Second, bus.EventExpired, 1) // the expired message dropped
+		if s := ep.Stats(); s.Expired != 1 {
+			t.Errorf("stats %+v, want one expired", s)
+		}
 		eventually(t, 5*time.Second, "the deferred message", func() bool { return got.len() == 1 })
 		if h := time.UnixMicro(handledAt.Load()); h.Before(at) {
 			t.Errorf("deferred message handled at %v, before %v", h, at)
@@ -357,10 +361,14 @@ func TestTransactionalHandler(t *testing.T) {
 			return nil
 		})
 		ep := start(t, conns, bus.Config{Name: "txh", Inbox: inbox("txh", 1)}, mux)
+		events := watch(t, ep)
 		if err := ep.Send(ctx, Ping{N: 5}, bus.To("sql://default/txh")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "the handled message", func() bool { return ep.Stats().Handled == 1 })
+		events.waitFor(t, 5*time.Second, bus.EventHandled, 1)
+		if s := ep.Stats(); s.Handled != 1 {
+			t.Errorf("stats %+v, want one handled", s)
+		}
 		var n int
 		if err := testkit.SQLX(store).GetContext(ctx, &n, `SELECT COUNT(*) FROM effects`); err != nil {
 			t.Fatal(err)
@@ -417,6 +425,7 @@ func TestBadMessagesReachErrorQueue(t *testing.T) {
 			return nil
 		})
 		ep := start(t, conns, bus.Config{Name: "bad", Inbox: inbox("bad", 2)}, mux)
+		events := watch(t, ep)
 		to := bus.To("sql://default/bad")
 		send := func(body any) {
 			t.Helper()
@@ -470,10 +479,11 @@ func TestBadMessagesReachErrorQueue(t *testing.T) {
 			}
 		}
 		// The counters move just after the error queue does.
-		eventually(t, 5*time.Second, "3 errored and 6 retried in the stats", func() bool {
-			s := ep.Stats()
-			return s.Errored == 3 && s.Retried == 6
-		})
+		events.waitFor(t, 5*time.Second, bus.EventErrorQueued, 3)
+		events.waitFor(t, 5*time.Second, bus.EventRetried, 6)
+		if s := ep.Stats(); s.Errored != 3 || s.Retried != 6 {
+			t.Errorf("stats %+v, want 3 errored and 6 retried", s)
+		}
 	})
 }
 
@@ -487,10 +497,14 @@ func TestPermanentErrorSkipsRetries(t *testing.T) {
 			return bus.Permanent(errors.New("invalid order"))
 		})
 		ep := start(t, conns, bus.Config{Name: "perm", Inbox: inbox("perm", 1)}, mux)
+		events := watch(t, ep)
 		if err := ep.Send(ctx, Ping{}, bus.To("sql://default/perm")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "the error queue", func() bool { return ep.Stats().Errored == 1 })
+		events.waitFor(t, 5*time.Second, bus.EventErrorQueued, 1)
+		if s := ep.Stats(); s.Errored != 1 {
+			t.Errorf("stats %+v, want one errored", s)
+		}
 		if calls.Load() != 1 {
 			t.Errorf("a permanent error was retried: %d calls", calls.Load())
 		}

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrybus/ferry/internal/role"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -101,6 +102,10 @@ type Config struct {
 	// with ErrBodyTooLarge before anything is stored. Default
 	// DefaultMaxSendBodyBytes; negative is an error.
 	MaxSendBodyBytes int
+	// Role is for ferry's own roles built on an endpoint (its worker and
+	// distributor): their hooks into its threads. Its type is internal to
+	// ferry, so other code leaves it nil.
+	Role *role.Hooks
 }
 
 // Stats counts what an endpoint's inbox did since it started.
@@ -160,20 +165,10 @@ type Endpoint struct {
 	cancelReleased atomic.Int64
 	stopping       atomic.Bool // Stop has begun: what the heartbeat gives back counts in released
 	inflight       sync.Map    // delivery id -> *inflight
-	hooks          Hooks
-}
-
-// Hooks let a role built on an endpoint (a worker, a distributor) follow
-// its threads. Each is optional and must not block.
-type Hooks struct {
-	// Idle is called with the threads that found the inbox empty: they wait
-	// for work. It is called again after each empty receive.
-	Idle func(threads []int)
-	// ThreadBusy is called when thread is given a message.
-	ThreadBusy func(thread int)
-	// Gate, when set, is asked before each receive; while it returns false
-	// the inbox does not receive (a distributor that prefers its workers).
-	Gate func() bool
+	hooks          *role.Hooks // never nil
+	checks         []precheck  // run before each handler, in order
+	settler        settler     // acks what handlers handled
+	events         eventHub    // subscribers of Events
 }
 
 type inflight struct {
@@ -201,6 +196,11 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 		e.log = slog.Default()
 	}
 	e.log = e.log.With("endpoint", cfg.Name)
+	e.hooks = cfg.Role
+	if e.hooks == nil {
+		e.hooks = &role.Hooks{}
+	}
+	e.hooks.Abandon = e.abandon
 	if err := validateRoutes(cfg.Routes); err != nil {
 		return nil, fmt.Errorf("bus: endpoint %q: %w", cfg.Name, err)
 	}
@@ -293,9 +293,6 @@ func (e *Endpoint) Threads() int {
 	return e.cfg.Inbox.Threads
 }
 
-// SetHooks installs thread hooks; call it before Start.
-func (e *Endpoint) SetHooks(h Hooks) { e.hooks = h }
-
 // Stats returns the inbox counters.
 func (e *Endpoint) Stats() Stats {
 	c := &e.stats
@@ -328,6 +325,8 @@ func (e *Endpoint) Start(ctx context.Context) error {
 			return fmt.Errorf("bus: endpoint %q: subscribe: %w", e.cfg.Name, err)
 		}
 	}
+	e.checks = e.prechecks()
+	e.settler = e.newSettler()
 	n := e.Threads()
 	recvCtx, recvStop := context.WithCancel(context.Background())
 	e.recvStop = recvStop
@@ -444,10 +443,11 @@ func (e *Endpoint) stop(ctx context.Context) error {
 // running at its deadline.
 func (e *Endpoint) Released() int64 { return e.released.Load() }
 
-// Abandon stops the endpoint as a crash would, for failure tests: it stops
+// abandon stops the endpoint as a crash would, for failure tests: it stops
 // receiving and cancels the handlers' context at once, and leaves every
-// message it holds leased, to come back only when its lease ends.
-func (e *Endpoint) Abandon() {
+// message it holds leased, to come back only when its lease ends. Roles
+// reach it through role.Hooks.Abandon.
+func (e *Endpoint) abandon() {
 	e.runMu.Lock()
 	defer e.runMu.Unlock()
 	if !e.started || e.stopped || e.inbox == nil {
@@ -488,6 +488,7 @@ func (e *Endpoint) releaseInflight() int {
 				e.log.Warn("release at stop failed; the lease will expire", "message", f.d.MessageID, "err", err)
 			} else {
 				n++
+				e.emit(EventReleased, f.d, "", "")
 			}
 			cancel()
 		}

@@ -74,11 +74,11 @@ const (
 	HeaderSourceQueue = "ferry.source-queue"
 	// HeaderError is the last failure's text, set when it is moved to an error queue.
 	HeaderError = "ferry.error"
-	// HeaderDistributedTo records the worker queue a distributor sent a message to.
-	HeaderDistributedTo = "ferry.distributed-to"
-	// HeaderDistributedFrom records the distributor inbox a message came
-	// from: a failed distributed message is returned there.
-	HeaderDistributedFrom = "ferry.distributed-from"
+	// HeaderReturnTo names the queue a message belongs to when it is not
+	// the queue it is handled from: should it fail for good, the error
+	// queue records this queue as its source, so it is returned there. A
+	// distributor stamps it on what it moves to a worker's queue.
+	HeaderReturnTo = "ferry.return-to"
 	// HeaderRawHeaders keeps, byte for byte, the stored headers of a message
 	// moved to an error queue because they could not be decoded.
 	HeaderRawHeaders = "ferry.raw-headers"

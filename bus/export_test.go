@@ -1,4 +1,9 @@
 package bus
 
+import "github.com/ferrybus/ferry/internal/waiter"
+
 // MaxErrorBackoff is the cap of the receive loop's error backoff, for tests.
-const MaxErrorBackoff = maxErrorBackoff
+const MaxErrorBackoff = waiter.DefaultMaxBackoff
+
+// Abandon stops ep as a crash would, for failure tests.
+func Abandon(ep *Endpoint) { ep.abandon() }

@@ -124,3 +124,39 @@ type Pong struct {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// eventLog follows an endpoint's events for one test goroutine.
+type eventLog struct {
+	ch   <-chan bus.Event
+	seen map[bus.EventKind]int
+	all  []bus.Event
+}
+
+// watch subscribes to ep's events until the test ends. Subscribe before
+// sending what the test waits for.
+func watch(t *testing.T, ep *bus.Endpoint) *eventLog {
+	t.Helper()
+	ch, cancel := ep.Events(10000)
+	t.Cleanup(cancel)
+	return &eventLog{ch: ch, seen: map[bus.EventKind]int{}}
+}
+
+// waitFor waits until n events of kind have come since watch, failing the
+// test after timeout.
+func (l *eventLog) waitFor(t *testing.T, timeout time.Duration, kind bus.EventKind, n int) {
+	t.Helper()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for l.seen[kind] < n {
+		select {
+		case ev, ok := <-l.ch:
+			if !ok {
+				t.Fatalf("event stream closed waiting for %d %s events", n, kind)
+			}
+			l.seen[ev.Kind]++
+			l.all = append(l.all, ev)
+		case <-deadline.C:
+			t.Fatalf("timed out after %s waiting for %d %s events; saw %v", timeout, n, kind, l.seen)
+		}
+	}
+}

@@ -91,7 +91,7 @@ func TestInnocentBufferedMessageNotPoison(t *testing.T) {
 			if c := counts(t, conns, work); c.InFlight != 2 {
 				t.Fatalf("round %d: inbox %+v, want both messages leased", round, c)
 			}
-			ep.Abandon()
+			bus.Abandon(ep)
 		}
 		t.Cleanup(func() {
 			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -5,17 +5,17 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/internal/waiter"
 )
 
 // distributeLoop serves availabilities first in, first out. All waiting
 // availabilities of one worker are served by one move: each may take up to
 // DistributeSendCount messages, and those it does not use are put back.
 func (d *Distributor) distributeLoop(ctx context.Context) {
-	poll := 10 * time.Millisecond
-	// failingSince is when moves began to fail (zero while they succeed):
-	// an outage is logged once when it begins and once when it ends.
-	var failingSince time.Time
-	var failures int
+	// With nothing to move the loop polls from 10ms up to a second; failed
+	// moves are tried again every second, and an outage is logged once when
+	// it begins and once when it ends.
+	w := waiter.New(waiter.Bounds{MinPoll: 10 * time.Millisecond, MaxPoll: time.Second, MinBackoff: time.Second, MaxBackoff: time.Second})
 	for ctx.Err() == nil {
 		changed := d.reg.wait()
 		as := d.reg.takeWorker(time.Now())
@@ -40,7 +40,7 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 		}
 		per := d.cfg.DistributeSendCount
 		n, err := d.inbox.MoveReadyFenced(ctx, dst, per*len(as), map[string]string{
-			bus.HeaderDistributedTo: a.inbox, bus.HeaderDistributedFrom: d.inbox.URI()}, d.fence())
+			HeaderDistributedTo: a.inbox, bus.HeaderReturnTo: d.inbox.URI()}, d.fence())
 		if d.hooks.afterMove != nil {
 			d.hooks.afterMove(n, err)
 		}
@@ -49,24 +49,24 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			failures++
-			if failingSince.IsZero() {
-				failingSince = time.Now()
+			wait, first := w.Failed(time.Now())
+			if first {
 				d.log.Error("move to worker failed; trying again every second", "worker", a.worker, "err", err)
 			} else {
-				d.log.Debug("move to worker failed again", "worker", a.worker, "err", err, "failures", failures)
+				d.log.Debug("move to worker failed again", "worker", a.worker, "err", err, "failures", w.Failures())
 			}
-			sleep(ctx, time.Second)
+			// Not cut short by the inbox's wake-ups: sends to the inbox
+			// can go on while moves to this worker fail.
+			waiter.Sleep(ctx, wait, nil)
 			continue
 		}
-		if !failingSince.IsZero() {
-			d.log.Info("moves to workers succeed again", "down", time.Since(failingSince).Round(100*time.Millisecond), "failures", failures)
-			failingSince, failures = time.Time{}, 0
+		if down, failures, ended := w.Recovered(time.Now()); ended {
+			d.log.Info("moves to workers succeed again", "down", down.Round(100*time.Millisecond), "failures", failures)
 		}
 		if n > 0 {
 			d.distributed.Add(int64(n))
 			d.moves.Add(1)
-			poll = 10 * time.Millisecond
+			w.Found()
 			d.reg.settle(as, (n+per-1)/per)
 			if w, gone := d.reg.landed(as); gone {
 				// The session stopped (or was forgotten) while the move ran:
@@ -80,19 +80,6 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 		}
 		// Nothing to send: keep the availabilities and wait for the inbox.
 		d.reg.settle(as, 0)
-		select {
-		case <-ctx.Done():
-		case <-wake:
-			poll = 10 * time.Millisecond
-		case <-time.After(poll):
-			poll = min(2*poll, time.Second)
-		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	select {
-	case <-ctx.Done():
-	case <-time.After(d):
+		w.Idle(ctx, wake)
 	}
 }

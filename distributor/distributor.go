@@ -26,7 +26,15 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	rolehooks "github.com/ferrybus/ferry/internal/role" // the distributor has a type role
 	"github.com/ferrybus/ferry/queue"
+)
+
+// Headers the distributor stamps on the messages it moves to a worker.
+const (
+	// HeaderDistributedTo records the worker queue a message was moved to;
+	// a reclaim clears it.
+	HeaderDistributedTo = "ferry.distributed-to"
 )
 
 // DefaultLockTTL is the lock lease when Config sets none.
@@ -159,12 +167,12 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 
 	inboxCfg := cfg.Inbox
 	if !cfg.Distribute {
-		d.local, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name, Inbox: &inboxCfg, Logger: cfg.Logger}, mux)
+		// Handle locally only while no worker thread is available.
+		gate := &rolehooks.Hooks{Gate: func() bool { return d.reg.count(time.Now()) == 0 }}
+		d.local, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name, Inbox: &inboxCfg, Logger: cfg.Logger, Role: gate}, mux)
 		if err != nil {
 			return nil, fmt.Errorf("distributor %q: %w", cfg.Name, err)
 		}
-		// Handle locally only while no worker thread is available.
-		d.local.SetHooks(bus.Hooks{Gate: func() bool { return d.reg.count(time.Now()) == 0 }})
 		d.inbox = d.local.Inbox()
 	} else {
 		if inboxCfg.WorkQueue == "" {

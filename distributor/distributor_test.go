@@ -378,7 +378,7 @@ func TestDistributedHeaderAndStoppingReturnsQueue(t *testing.T) {
 		mux := bus.NewMux()
 		bus.Handle(mux, "job", func(ctx context.Context, m *bus.Message, j Job) error {
 			mu.Lock()
-			headers[fmt.Sprint(j.N)] = m.Headers[bus.HeaderDistributedTo]
+			headers[fmt.Sprint(j.N)] = m.Headers[distributor.HeaderDistributedTo]
 			mu.Unlock()
 			return work(ctx, "w1", j)
 		})
@@ -412,7 +412,7 @@ func TestDistributedHeaderAndStoppingReturnsQueue(t *testing.T) {
 		defer mu.Unlock()
 		for n, h := range headers {
 			if h != "sql://default/worker-w1-work" {
-				t.Errorf("job %s: %s = %q", n, bus.HeaderDistributedTo, h)
+				t.Errorf("job %s: %s = %q", n, distributor.HeaderDistributedTo, h)
 			}
 		}
 		if len(headers) == 0 {

@@ -3,8 +3,6 @@ package distributor
 import (
 	"context"
 	"time"
-
-	"github.com/ferrybus/ferry/bus"
 )
 
 // reclaimLoop returns the queues of silent workers to the inbox. Silence is
@@ -70,7 +68,7 @@ func (d *Distributor) reclaim(ctx context.Context, w workerState) bool {
 	}
 	total := 0
 	for {
-		n, err := src.MoveReadyFenced(ctx, d.inbox, 1000, map[string]string{bus.HeaderDistributedTo: ""}, d.fence())
+		n, err := src.MoveReadyFenced(ctx, d.inbox, 1000, map[string]string{HeaderDistributedTo: ""}, d.fence())
 		if err != nil {
 			d.log.Error("reclaim failed", "worker", w.id, "err", err)
 			return false

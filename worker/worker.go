@@ -18,6 +18,7 @@ import (
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/distributor/control"
+	"github.com/ferrybus/ferry/internal/role"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -39,6 +40,7 @@ const DefaultAvailabilityInterval = control.DefaultInterval
 type Worker struct {
 	cfg     Config
 	ep      *bus.Endpoint
+	abandon func() // the endpoint's crash-like stop
 	control string
 	log     *slog.Logger
 
@@ -72,6 +74,8 @@ func New(ctx context.Context, conns *queue.Connections, epCfg bus.Config, mux *b
 	if epCfg.Name == "" {
 		epCfg.Name = cfg.ID
 	}
+	hooks := &role.Hooks{}
+	epCfg.Role = hooks
 	ep, err := bus.New(ctx, conns, epCfg, mux)
 	if err != nil {
 		return nil, fmt.Errorf("worker %q: %w", cfg.ID, err)
@@ -85,7 +89,8 @@ func New(ctx context.Context, conns *queue.Connections, epCfg bus.Config, mux *b
 		log:  log.With("worker", cfg.ID),
 		idle: map[int]time.Time{}, kick: make(chan struct{}, 1),
 	}
-	ep.SetHooks(bus.Hooks{Idle: w.threadsIdle, ThreadBusy: w.threadBusy})
+	hooks.Idle, hooks.ThreadBusy = w.threadsIdle, w.threadBusy
+	w.abandon = hooks.Abandon
 	return w, nil
 }
 
@@ -163,7 +168,7 @@ func (w *Worker) Abandon() {
 	}
 	close(w.stop)
 	<-w.done
-	w.ep.Abandon()
+	w.abandon()
 }
 
 // send posts a control message that expires when it could only mislead.

@@ -1,0 +1,25 @@
+// Package role is how ferry's roles built on a bus endpoint (the worker and
+// the distributor) follow and steer its threads. Being internal, it is not
+// part of bus's API: code outside ferry cannot construct its Hooks, so it
+// cannot set bus.Config's Role field.
+package role
+
+// Hooks let a role follow an endpoint's threads. A role passes them in
+// bus.Config.Role; each func it sets is optional and must not block, and
+// may be set until the endpoint starts.
+type Hooks struct {
+	// Idle is called with the threads that found the inbox empty: they wait
+	// for work. It is called again after each empty receive.
+	Idle func(threads []int)
+	// ThreadBusy is called when thread is given a message.
+	ThreadBusy func(thread int)
+	// Gate, when set, is asked before each receive; while it returns false
+	// the inbox does not receive (a distributor that prefers its workers).
+	Gate func() bool
+
+	// Abandon is set by bus.New: it stops the endpoint as a crash would,
+	// for failure tests. It stops receiving and cancels the handlers'
+	// context at once, and leaves every message the endpoint holds leased,
+	// to come back only when its lease ends.
+	Abandon func()
+}
