@@ -142,7 +142,7 @@ func TestReplyAndCorrelation(t *testing.T) {
 		})
 		cep := start(t, conns, bus.Config{Name: "client", Inbox: inbox("client", 1),
 			Routes: []bus.Route{{Types: []string{"ping"}, Queue: "sql://default/server"}}}, client)
-		if err := cep.Send(ctx, Ping{N: 41}, bus.WithCorrelationID("conv-7"), bus.WithHeader("tenant", "acme")); err != nil {
+		if err := cep.Send(ctx, Ping{N: 41}, bus.CorrelationID("conv-7"), bus.Header("tenant", "acme")); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 5*time.Second, "the reply", func() bool { return pongs.len() == 1 })
@@ -179,7 +179,7 @@ func TestCausationChain(t *testing.T) {
 			return nil
 		})
 		ep := start(t, conns, bus.Config{Name: "chain", Inbox: inbox("chain", 2)}, mux)
-		if err := ep.Send(ctx, Ping{N: 1}, bus.To("sql://default/chain"), bus.WithHeader("trace", "t-1")); err != nil {
+		if err := ep.Send(ctx, Ping{N: 1}, bus.To("sql://default/chain"), bus.Header("trace", "t-1")); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 5*time.Second, "the chain", func() bool { return second.len() == 1 })
@@ -208,7 +208,7 @@ func TestReservedHeaderRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = ep.Send(ctx, Ping{N: 1}, bus.To("sql://default/reserved"), bus.WithHeader("ferry.id", "x"))
+		err = ep.Send(ctx, Ping{N: 1}, bus.To("sql://default/reserved"), bus.Header("ferry.id", "x"))
 		if !errors.Is(err, bus.ErrReservedHeader) || !strings.Contains(err.Error(), `"ferry.id"`) {
 			t.Fatalf("Send with header ferry.id: %v; want ErrReservedHeader naming it", err)
 		}
@@ -236,7 +236,7 @@ func TestDeferAndExpiry(t *testing.T) {
 		ep := start(t, conns, bus.Config{Name: "d", Inbox: inbox("d", 2)}, mux)
 		events := watch(t, ep)
 		at := time.Now().Add(400 * time.Millisecond)
-		if err := ep.Defer(ctx, at, Ping{N: 1}, bus.To("sql://default/d")); err != nil {
+		if err := ep.Send(ctx, Ping{N: 1}, bus.To("sql://default/d"), bus.DeliverAt(at)); err != nil {
 			t.Fatal(err)
 		}
 		if c := counts(t, conns, "sql://default/d"); c.Deferred != 1 {
@@ -277,7 +277,7 @@ func TestPriorityHonoured(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if err := sender.Send(ctx, Ping{N: 99}, bus.To("sql://default/p"), bus.WithPriority(10)); err != nil {
+		if err := sender.Send(ctx, Ping{N: 99}, bus.To("sql://default/p"), bus.Priority(10)); err != nil {
 			t.Fatal(err)
 		}
 		var got recorder[Ping]
@@ -398,7 +398,7 @@ func TestIdempotentReceive(t *testing.T) {
 		cfg.Idempotent = true
 		ep := start(t, conns, bus.Config{Name: "idem", Inbox: cfg}, mux)
 		for range 3 {
-			if err := ep.Send(ctx, Ping{}, bus.To("sql://default/idem"), bus.WithMessageID("same-id")); err != nil {
+			if err := ep.Send(ctx, Ping{}, bus.To("sql://default/idem"), bus.MessageID("same-id")); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -276,8 +276,14 @@ func (e *Endpoint) Name() string { return e.cfg.Name }
 // Inbox is the inbox work queue, or nil for a send-only endpoint.
 func (e *Endpoint) Inbox() queue.Queue { return e.inbox }
 
-// ErrorQueue is the inbox's error queue, or nil.
-func (e *Endpoint) ErrorQueue() queue.Queue { return e.errorQueue }
+// ErrorQueueURI is the URI of the inbox's error queue, "" without an inbox;
+// OpenErrorQueue opens it for inspection and retries.
+func (e *Endpoint) ErrorQueueURI() string {
+	if e.errorQueue == nil {
+		return ""
+	}
+	return e.errorQueue.URI()
+}
 
 // Mux is the endpoint's handler registry.
 func (e *Endpoint) Mux() *Mux { return e.mux }

@@ -52,8 +52,9 @@ type Failure struct {
 	At       time.Time `json:"at"`
 	Endpoint string    `json:"endpoint"`
 	Error    string    `json:"error"`
-	// Kind classifies the failure: "error", "panic", "decode", "no-handler",
-	// "expired", "permanent", "poison".
+	// Kind classifies the failure: one of the Kind constants ("error",
+	// "panic", "decode", "no-handler", "expired", "permanent", "oversize",
+	// "poison").
 	Kind  string `json:"kind,omitempty"`
 	Stack string `json:"stack,omitempty"`
 }
@@ -129,12 +130,6 @@ func (e *Envelope) toMessage() (queue.Message, error) {
 		Body:      e.Body,
 		VisibleAt: e.DeliverAt,
 	}, nil
-}
-
-// rowHeaders is the full header set of the envelope as stored in the row.
-func (e *Envelope) rowHeaders() (map[string]string, error) {
-	m, err := e.toMessage()
-	return m.Headers, err
 }
 
 // envelopeFrom rebuilds an envelope from a received row. Malformed reserved

@@ -68,7 +68,9 @@ type Filter struct {
 	Type string `json:"type,omitempty"`
 	// Error is text the last failure's error must contain.
 	Error string `json:"error,omitempty"`
-	// Kind is the kind of the last failure ("error", "panic", "decode", …).
+	// Kind is the kind of the last failure: one of the Kind constants
+	// ("error", "panic", "decode", "no-handler", "expired", "permanent",
+	// "oversize", "poison").
 	Kind string `json:"kind,omitempty"`
 	// Since keeps messages whose last failure was at or after it.
 	Since time.Time `json:"since,omitzero"`

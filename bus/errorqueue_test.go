@@ -361,7 +361,7 @@ func TestErrorQueueRetryEndToEnd(t *testing.T) {
 		in.Retry = &bus.RetryPolicy{MaxAttempts: maxAttempts}
 		ep := start(t, conns, bus.Config{Name: "e2e", Inbox: in}, mux)
 		for _, id := range []string{"m1", "m2", "m3"} {
-			if err := ep.Send(ctx, bus.Raw{Type: "job", Body: []byte("{}")}, bus.To(in.WorkQueue), bus.WithMessageID(id)); err != nil {
+			if err := ep.Send(ctx, bus.Raw{Type: "job", Body: []byte("{}")}, bus.To(in.WorkQueue), bus.MessageID(id)); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -19,7 +20,7 @@ import (
 // all to the queue they failed in once the service is back.
 func ExampleErrorQueue() {
 	ctx := context.Background()
-	dir, _ := os.MkdirTemp("", "ferry-example")
+	dir := must(os.MkdirTemp("", "ferry-example"))
 	defer os.RemoveAll(dir)
 	conns := queue.NewConnections(map[string]string{"default": "sqlite://" + filepath.Join(dir, "ferry.db")},
 		queue.Options{AutoMigrate: true})
@@ -34,7 +35,7 @@ func ExampleErrorQueue() {
 		}
 		return nil
 	})
-	ep, err := bus.New(ctx, conns, bus.Config{
+	ep := must(bus.New(ctx, conns, bus.Config{
 		Name:   "orders",
 		Logger: slog.New(slog.DiscardHandler),
 		Inbox: &bus.InboxConfig{
@@ -43,37 +44,31 @@ func ExampleErrorQueue() {
 			Threads:    1,
 			Retry:      &bus.RetryPolicy{MaxAttempts: 2},
 		},
-	}, mux)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	ep.Start(ctx)
+	}, mux))
+	events, stop := ep.Events(16)
+	defer stop()
+	check(ep.Start(ctx))
 	defer ep.Stop(ctx)
 	for _, id := range []string{"o-1", "o-2", "o-3"} {
-		ep.Send(ctx, OrderPlaced{ID: id, Total: 10}, bus.To("sql://default/orders"), bus.WithMessageID("msg-"+id))
+		check(ep.Send(ctx, OrderPlaced{ID: id, Total: 10}, bus.To("sql://default/orders"), bus.MessageID("msg-"+id)))
 	}
-	waitFor(func() bool { return ep.Stats().Errored == 3 })
+	waitEvents(events, bus.EventErrorQueued, 3)
 
-	eq, err := bus.OpenErrorQueue(ctx, conns, "sql://default/orders-error")
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	page, _ := eq.List(ctx, bus.ListOptions{Filter: bus.Filter{Type: "orders.*", Error: "payment"}})
+	eq := must(bus.OpenErrorQueue(ctx, conns, "sql://default/orders-error"))
+	page := must(eq.List(ctx, bus.ListOptions{Filter: bus.Filter{Type: "orders.*", Error: "payment"}}))
 	for _, m := range page.Messages {
 		fmt.Printf("%s %s: %d failures, %s: %q from %s\n", m.ID, m.Type, m.Failures, m.Kind, m.Error, m.SourceQueue)
 	}
-	shown, _ := eq.Show(ctx, "msg-o-2")
+	shown := must(eq.Show(ctx, "msg-o-2"))
 	for i, f := range shown.Envelope.Failures {
 		fmt.Printf("attempt %d at endpoint %s: %s\n", i+1, f.Endpoint, f.Error)
 	}
 
 	paymentsDown.Store(false)
-	n, err := eq.Retry(ctx, bus.Filter{Type: "orders.placed"}, bus.RetryOptions{})
-	fmt.Println("returned:", n, err)
-	waitFor(func() bool { return ep.Stats().Handled == 3 })
-	left, _ := eq.Count(ctx, bus.Filter{})
+	n := must(eq.Retry(ctx, bus.Filter{Type: "orders.placed"}, bus.RetryOptions{}))
+	fmt.Println("returned:", n)
+	waitEvents(events, bus.EventHandled, 3)
+	left := must(eq.Count(ctx, bus.Filter{}))
 	fmt.Println("handled:", ep.Stats().Handled, "left in the error queue:", left)
 
 	// Output:
@@ -82,13 +77,21 @@ func ExampleErrorQueue() {
 	// msg-o-3 orders.placed: 2 failures, error: "payment service unavailable" from sql://default/orders
 	// attempt 1 at endpoint orders: payment service unavailable
 	// attempt 2 at endpoint orders: payment service unavailable
-	// returned: 3 <nil>
+	// returned: 3
 	// handled: 3 left in the error queue: 0
 }
 
-// waitFor polls cond for up to ten seconds.
-func waitFor(cond func() bool) {
-	for deadline := time.Now().Add(10 * time.Second); !cond() && time.Now().Before(deadline); {
-		time.Sleep(5 * time.Millisecond)
+// waitEvents waits until n events of kind have come, or ten seconds.
+func waitEvents(events <-chan bus.Event, kind bus.EventKind, n int) {
+	timeout := time.After(10 * time.Second)
+	for n > 0 {
+		select {
+		case ev := <-events:
+			if ev.Kind == kind {
+				n--
+			}
+		case <-timeout:
+			log.Fatalf("still waiting for %d %s events", n, kind)
+		}
 	}
 }

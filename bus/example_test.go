@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"fmt"
+	"log"
 	"os"
 	"path/filepath"
 	"time"
@@ -11,12 +12,22 @@ import (
 	"github.com/ferrybus/ferry/queue"
 )
 
+// must stops an example at its first error: examples check every one.
+func must[T any](v T, err error) T {
+	check(err)
+	return v
+}
+
+// check stops an example when err is not nil.
+func check(err error) {
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
 // exampleConns opens a fresh SQLite database in a temporary folder.
 func exampleConns() (*queue.Connections, func()) {
-	dir, err := os.MkdirTemp("", "ferry-example-")
-	if err != nil {
-		panic(err)
-	}
+	dir := must(os.MkdirTemp("", "ferry-example-"))
 	conns := queue.NewConnections(map[string]string{"default": "sqlite://" + filepath.Join(dir, "ferry.db")},
 		queue.Options{AutoMigrate: true})
 	return conns, func() { conns.Close(); os.RemoveAll(dir) }
@@ -39,17 +50,15 @@ func ExampleHandle() {
 		close(done)
 		return nil
 	})
-	ep, _ := bus.New(ctx, conns, bus.Config{
+	ep := must(bus.New(ctx, conns, bus.Config{
 		Name:   "greeter",
 		Inbox:  &bus.InboxConfig{WorkQueue: "sql://default/greeter", ErrorQueue: "sql://default/error", Threads: 1},
 		Routes: []bus.Route{{Types: []string{"greetings.*"}, Queue: "sql://default/greeter"}},
-	}, mux)
-	ep.Start(ctx)
+	}, mux))
+	check(ep.Start(ctx))
 	defer ep.Stop(ctx)
 
-	if err := ep.Send(ctx, Greeting{Name: "ferry"}); err != nil {
-		fmt.Println(err)
-	}
+	check(ep.Send(ctx, Greeting{Name: "ferry"}))
 	<-done
 	// Output: hello, ferry (type greetings.hello)
 }
@@ -67,21 +76,19 @@ func ExampleEndpoint_Publish() {
 			got <- name + " got " + o.ID
 			return nil
 		})
-		ep, _ := bus.New(ctx, conns, bus.Config{
+		ep := must(bus.New(ctx, conns, bus.Config{
 			Name:      name,
 			Inbox:     &bus.InboxConfig{WorkQueue: "sql://default/" + name, ErrorQueue: "sql://default/error"},
 			Subscribe: []string{"orders.accepted"},
-		}, mux)
-		ep.Start(ctx)
+		}, mux))
+		check(ep.Start(ctx))
 		defer ep.Stop(ctx)
 	}
 
 	mux := bus.NewMux()
 	bus.RegisterType[OrderAccepted](mux, "orders.accepted")
-	pub, _ := bus.New(ctx, conns, bus.Config{Name: "orders"}, mux)
-	if err := pub.Publish(ctx, OrderAccepted{ID: "o-1"}); err != nil {
-		fmt.Println(err)
-	}
+	pub := must(bus.New(ctx, conns, bus.Config{Name: "orders"}, mux))
+	check(pub.Publish(ctx, OrderAccepted{ID: "o-1"}))
 	a, b := <-got, <-got
 	if a > b {
 		a, b = b, a
@@ -105,9 +112,9 @@ func ExampleMessage_Reply() {
 	bus.Handle(server, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
 		return m.Reply(ctx, Pong{N: p.N + 1})
 	})
-	srv, _ := bus.New(ctx, conns, bus.Config{Name: "server",
-		Inbox: &bus.InboxConfig{WorkQueue: "sql://default/server", ErrorQueue: "sql://default/error"}}, server)
-	srv.Start(ctx)
+	srv := must(bus.New(ctx, conns, bus.Config{Name: "server",
+		Inbox: &bus.InboxConfig{WorkQueue: "sql://default/server", ErrorQueue: "sql://default/error"}}, server))
+	check(srv.Start(ctx))
 	defer srv.Stop(ctx)
 
 	reply := make(chan string, 1)
@@ -117,29 +124,30 @@ func ExampleMessage_Reply() {
 		reply <- fmt.Sprintf("pong %d, correlation %s", p.N, m.CorrelationID)
 		return nil
 	})
-	cl, _ := bus.New(ctx, conns, bus.Config{Name: "client",
-		Inbox: &bus.InboxConfig{WorkQueue: "sql://default/client", ErrorQueue: "sql://default/error"}}, client)
-	cl.Start(ctx)
+	cl := must(bus.New(ctx, conns, bus.Config{Name: "client",
+		Inbox: &bus.InboxConfig{WorkQueue: "sql://default/client", ErrorQueue: "sql://default/error"}}, client))
+	check(cl.Start(ctx))
 	defer cl.Stop(ctx)
 
-	cl.Send(ctx, Ping{N: 1}, bus.To("sql://default/server"), bus.WithCorrelationID("conversation-1"))
+	check(cl.Send(ctx, Ping{N: 1}, bus.To("sql://default/server"), bus.CorrelationID("conversation-1")))
 	fmt.Println(<-reply)
 	// Output: pong 2, correlation conversation-1
 }
 
-// Defer delivers a message later; until then it waits in the queue, invisible.
-func ExampleEndpoint_Defer() {
+// DeliverAt sends a message to be delivered later; until then it waits in
+// the queue, invisible.
+func ExampleDeliverAt() {
 	conns, cleanup := exampleConns()
 	defer cleanup()
 	ctx := context.Background()
 
 	mux := bus.NewMux()
 	bus.RegisterType[Greeting](mux, "greetings.hello")
-	ep, _ := bus.New(ctx, conns, bus.Config{Name: "scheduler"}, mux)
-	ep.Defer(ctx, time.Now().Add(time.Hour), Greeting{Name: "later"}, bus.To("sql://default/reminders"))
+	ep := must(bus.New(ctx, conns, bus.Config{Name: "scheduler"}, mux))
+	check(ep.Send(ctx, Greeting{Name: "later"}, bus.To("sql://default/reminders"), bus.DeliverAt(time.Now().Add(time.Hour))))
 
-	q, _ := conns.Queue(ctx, "sql://default/reminders")
-	c, _ := q.Count(ctx)
+	q := must(conns.Queue(ctx, "sql://default/reminders"))
+	c := must(q.Count(ctx))
 	fmt.Printf("ready %d, deferred %d\n", c.Ready, c.Deferred)
 	// Output: ready 0, deferred 1
 }

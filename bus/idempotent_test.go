@@ -44,7 +44,7 @@ func sendCopies(t *testing.T, conns *queue.Connections, to string, n int) {
 		t.Fatal(err)
 	}
 	for range n {
-		if err := sender.Send(ctx, Ping{N: 1}, bus.To(to), bus.WithMessageID("same-id")); err != nil {
+		if err := sender.Send(ctx, Ping{N: 1}, bus.To(to), bus.MessageID("same-id")); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"database/sql"
 )
@@ -68,11 +67,6 @@ func (m *Message) Publish(ctx context.Context, body any, opts ...SendOption) err
 // Reply sends body to the sender's inbox when the handler succeeds.
 func (m *Message) Reply(ctx context.Context, body any, opts ...SendOption) error {
 	return m.add(ctx, kindReply, body, opts)
-}
-
-// Defer sends body, to be delivered at t, when the handler succeeds.
-func (m *Message) Defer(ctx context.Context, t time.Time, body any, opts ...SendOption) error {
-	return m.add(ctx, kindSend, body, append(opts, DeliverAt(t)))
 }
 
 // Tx is the handler's transaction for handlers registered with HandleTx, or nil.

@@ -30,10 +30,10 @@ func TestInnocentBufferedMessageNotPoison(t *testing.T) {
 		}
 		// Sent in this order, they are received in this order: the poison
 		// one goes to the only thread, the innocent one to the buffer.
-		if err := sender.Send(ctx, Ping{N: 1}, bus.To(work), bus.WithMessageID("poison")); err != nil {
+		if err := sender.Send(ctx, Ping{N: 1}, bus.To(work), bus.MessageID("poison")); err != nil {
 			t.Fatal(err)
 		}
-		if err := sender.Send(ctx, Ping{N: 2}, bus.To(work), bus.WithMessageID("innocent")); err != nil {
+		if err := sender.Send(ctx, Ping{N: 2}, bus.To(work), bus.MessageID("innocent")); err != nil {
 			t.Fatal(err)
 		}
 		var poisonStarts, innocentStarts atomic.Int32

@@ -56,11 +56,11 @@ func ExpiresIn(d time.Duration) SendOption {
 	return func(o *sendOptions) { o.expiresAt = time.Now().Add(d) }
 }
 
-// WithPriority sets the priority: higher is received first.
-func WithPriority(p int) SendOption { return func(o *sendOptions) { o.priority = &p } }
+// Priority sets the priority: higher is received first.
+func Priority(p int) SendOption { return func(o *sendOptions) { o.priority = &p } }
 
-// WithHeader sets a user header.
-func WithHeader(k, v string) SendOption {
+// Header sets a user header.
+func Header(k, v string) SendOption {
 	return func(o *sendOptions) {
 		if o.headers == nil {
 			o.headers = map[string]string{}
@@ -69,16 +69,16 @@ func WithHeader(k, v string) SendOption {
 	}
 }
 
-// WithCorrelationID sets the correlation id (by default it flows from the
+// CorrelationID sets the correlation id (by default it flows from the
 // message being handled, or is the new message's own id).
-func WithCorrelationID(id string) SendOption { return func(o *sendOptions) { o.correlationID = id } }
+func CorrelationID(id string) SendOption { return func(o *sendOptions) { o.correlationID = id } }
 
-// WithMessageID sets the message id instead of a new UUIDv7 (for
+// MessageID sets the message id instead of a new UUIDv7 (for
 // deduplication by idempotent receivers).
-func WithMessageID(id string) SendOption { return func(o *sendOptions) { o.messageID = id } }
+func MessageID(id string) SendOption { return func(o *sendOptions) { o.messageID = id } }
 
-// WithReplyTo sets the queue URI replies go to (default: the sender's inbox).
-func WithReplyTo(uri string) SendOption { return func(o *sendOptions) { o.replyTo = uri } }
+// ReplyTo sets the queue URI replies go to (default: the sender's inbox).
+func ReplyTo(uri string) SendOption { return func(o *sendOptions) { o.replyTo = uri } }
 
 // Route sends messages whose type matches one of Types (path.Match
 // patterns, "orders.*", "*") to Queue.
@@ -419,11 +419,6 @@ func (e *Endpoint) PublishTx(ctx context.Context, tx queue.Execer, body any, opt
 		return err
 	}
 	return enqueue(ctx, tx, out)
-}
-
-// Defer sends body to be delivered at t.
-func (e *Endpoint) Defer(ctx context.Context, t time.Time, body any, opts ...SendOption) error {
-	return e.Send(ctx, body, append(opts, DeliverAt(t))...)
 }
 
 // Subscribe records that this endpoint's inbox receives published messages

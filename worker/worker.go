@@ -176,7 +176,7 @@ func (w *Worker) send(ctx context.Context, body any) error {
 	w.mu.Lock()
 	w.lastSent = time.Now()
 	w.mu.Unlock()
-	return w.ep.Send(ctx, body, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.cfg.AvailabilityInterval)), bus.WithPriority(0))
+	return w.ep.Send(ctx, body, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.cfg.AvailabilityInterval)), bus.Priority(0))
 }
 
 // sendBatch posts several control messages in one statement.

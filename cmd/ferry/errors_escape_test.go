@@ -38,7 +38,7 @@ func TestErrorsPrintRemoteTextEscaped(t *testing.T) {
 	}
 	id := bus.NewID()
 	if err := ep.Send(ctx, bus.Raw{Type: "orders.placed", ContentType: "application/json", Body: []byte("{\"note\":\"\x1b[5mblink\"}")},
-		bus.To("sql://default/hooks"), bus.WithMessageID(id), bus.WithHeader("x-remote", "a\x1b[8mb")); err != nil {
+		bus.To("sql://default/hooks"), bus.MessageID(id), bus.Header("x-remote", "a\x1b[8mb")); err != nil {
 		t.Fatal(err)
 	}
 	eq, err := bus.OpenErrorQueue(ctx, conns, "sql://default/error")

@@ -64,19 +64,19 @@ func (a *app) sendCmd() *cobra.Command {
 				if strings.HasPrefix(k, "ferry.") {
 					return usagef("send: --header %q: %v", h, bus.ErrReservedHeader)
 				}
-				opts = append(opts, bus.WithHeader(k, v))
+				opts = append(opts, bus.Header(k, v))
 			}
 			if err := queue.CheckPriority(priority); err != nil {
 				return usagef("send: --priority %d: out of range: want %d to %d (the same on both stores)", priority, queue.MinPriority, queue.MaxPriority)
 			}
 			if priority != 0 {
-				opts = append(opts, bus.WithPriority(priority))
+				opts = append(opts, bus.Priority(priority))
 			}
 			if delay > 0 {
 				opts = append(opts, bus.DeliverIn(delay))
 			}
 			if corr != "" {
-				opts = append(opts, bus.WithCorrelationID(corr))
+				opts = append(opts, bus.CorrelationID(corr))
 			}
 			return a.send(cmd.Context(), typ, to, data, count, opts)
 		},

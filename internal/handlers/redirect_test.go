@@ -173,7 +173,7 @@ func TestHTTPRedirectEndToEnd(t *testing.T) {
 			}()
 			id := bus.NewID()
 			if err := ep.Send(ctx, bus.Raw{Type: "orders.placed", ContentType: "application/json", Body: []byte(`{"n":1}`)},
-				bus.To("sql://default/hooks"), bus.WithMessageID(id)); err != nil {
+				bus.To("sql://default/hooks"), bus.MessageID(id)); err != nil {
 				t.Fatal(err)
 			}
 			eq, err := bus.OpenErrorQueue(ctx, conns, "sql://default/hooks-error")
