@@ -366,3 +366,22 @@ func testDeleteRows(t *testing.T, h *harness) {
 		t.Errorf("DeleteRows of deleted and leased rows = %d, %v; want 0, nil", n, err)
 	}
 }
+
+// testQueueHandle: a queue knows its store, and two handles on one queue
+// name see the same messages.
+func testQueueHandle(t *testing.T, h *harness) {
+	s := h.store(t)
+	q := mustQueue(t, s, "handle")
+	if q.Store() != s {
+		t.Errorf("Queue.Store() = %v, want the store it came from", q.Store())
+	}
+	if q.Store().Name() != ConnectionName {
+		t.Errorf("Queue.Store().Name() = %q, want %q", q.Store().Name(), ConnectionName)
+	}
+	if q.MaxPoll() != MaxPoll {
+		t.Errorf("MaxPoll() = %s, want %s", q.MaxPoll(), MaxPoll)
+	}
+	enqueue(t, q, msg("handle", 0))
+	expectCount(t, mustQueue(t, s, "handle"), queue.Counts{Ready: 1})
+	expectCount(t, mustQueue(t, h.reopen(t, s), "handle"), queue.Counts{Ready: 1})
+}

@@ -155,6 +155,7 @@ var tests = []contractTest{
 	{name: "PriorityOrder", fn: testPriorityOrder},
 	{name: "ReceiveWaitReturnsReady", fn: testReceiveWaitReturnsReady},
 	{name: "ReceiveWaitHonoursContext", fn: testReceiveWaitHonoursContext},
+	{name: "WakeChannel", fn: testWakeChannel},
 	// settle.go
 	{name: "AckLeaseLost", fn: testAckLeaseLost},
 	{name: "AckBatch", fn: testAckBatch},
@@ -190,6 +191,7 @@ var tests = []contractTest{
 	{name: "Purge", fn: testPurge},
 	{name: "PurgeUnderInflow", fn: testPurgeUnderInflow},
 	{name: "QueueNames", fn: testQueueNames},
+	{name: "QueueHandle", fn: testQueueHandle},
 	// locks.go
 	{name: "LockAcquireRenewContend", fn: testLockAcquireRenewContend},
 	{name: "LockExpiry", fn: testLockExpiry},

@@ -124,3 +124,44 @@ func expectWokenAtCommit(t *testing.T, s, sender queue.Store) {
 	}
 	expectWoken(t, done, sent, "wake-00000")
 }
+
+// testWakeChannel: a channel from Wake, taken before an enqueue on its
+// queue (plain, transactional once committed) or a Release without delay,
+// is closed by it: what a receiver waits on between polls.
+func testWakeChannel(t *testing.T, h *harness) {
+	s := h.store(t)
+	q := mustQueue(t, s, "wake")
+	for _, how := range []string{"Enqueue", "EnqueueTx", "Release"} {
+		w := q.Wake()
+		switch how {
+		case "Enqueue":
+			enqueue(t, q, msg("wake", 0))
+		case "EnqueueTx":
+			if !h.d.Features.Has(TxEnqueue) {
+				continue
+			}
+			tx, err := s.DB().BeginTx(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := q.EnqueueTx(t.Context(), tx, msg("wake", 1)); err != nil {
+				tx.Rollback()
+				t.Fatal(err)
+			}
+			if err := tx.Commit(); err != nil {
+				t.Fatal(err)
+			}
+		case "Release":
+			d := receiveOne(t, q, time.Hour)
+			w = q.Wake() // taken after the receive, as a waiting receiver would
+			if err := q.Release(t.Context(), d, queue.ReleaseOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		select {
+		case <-w:
+		case <-time.After(waitTimeout):
+			t.Fatalf("the Wake channel was not closed within %s of %s", waitTimeout, how)
+		}
+	}
+}
