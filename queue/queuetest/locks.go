@@ -1,8 +1,12 @@
 package queuetest
 
 import (
+	"fmt"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferrybus/ferry/queue"
 )
 
 // testLockAcquireRenewContend: a free lock is taken with a token; its
@@ -191,5 +195,44 @@ func testLockFreeWhenSessionCloses(t *testing.T, h *harness) {
 	})
 	if t2 <= t1 {
 		t.Fatalf("token %d after %d", t2, t1)
+	}
+}
+
+// testLockContendedConcurrently: of several owners taking a free lock at
+// once, from handles of their own, exactly one gets a token.
+func testLockContendedConcurrently(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	const owners = 6
+	stores := make([]queue.Store, owners)
+	for i := range stores {
+		stores[i] = h.reopen(t, s)
+		openSession(t, stores[i], "l", fmt.Sprintf("owner-%d", i))
+	}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		holders []string
+	)
+	for i, st := range stores {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			owner := fmt.Sprintf("owner-%d", i)
+			tok, err := st.AcquireLock(ctx, "l", owner, time.Hour)
+			if err != nil {
+				t.Errorf("%s: AcquireLock: %v", owner, err)
+				return
+			}
+			if tok != 0 {
+				mu.Lock()
+				holders = append(holders, owner)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(holders) != 1 {
+		t.Fatalf("holders %v of a lock taken at once by %d owners, want exactly one", holders, owners)
 	}
 }

@@ -194,6 +194,7 @@ var tests = []contractTest{
 	{name: "QueueHandle", fn: testQueueHandle},
 	// locks.go
 	{name: "LockAcquireRenewContend", fn: testLockAcquireRenewContend},
+	{name: "LockContendedConcurrently", fn: testLockContendedConcurrently},
 	{name: "LockExpiry", fn: testLockExpiry},
 	{name: "LockTokenGrowsAcrossUnlock", fn: testLockTokenGrowsAcrossUnlock},
 	{name: "LockFence", fn: testLockFence},
@@ -202,6 +203,7 @@ var tests = []contractTest{
 	// records.go
 	{name: "HandledRecords", fn: testHandledRecords, needs: TxEnqueue},
 	{name: "ClaimHandledRollback", fn: testClaimHandledRollback, needs: TxEnqueue},
+	{name: "ClaimHandledConcurrently", fn: testClaimHandledConcurrently, needs: TxEnqueue},
 	{name: "ForgetHandled", fn: testForgetHandled, needs: TxEnqueue},
 	{name: "Subscriptions", fn: testSubscriptions},
 	{name: "WorkerRecords", fn: testWorkerRecords},

@@ -3,6 +3,7 @@ package queuetest
 import (
 	"maps"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -280,5 +281,48 @@ func testWorkerRecords(t *testing.T, h *harness) {
 	check(workers("dist.control"), w2)
 	if ws := workers("other.control"); len(ws) != 1 || ws[0].Session != "0001" {
 		t.Fatalf("Workers of another control queue = %+v, want w-1/0001 kept", ws)
+	}
+}
+
+// testClaimHandledConcurrently: of several transactions claiming one
+// message at once, exactly one gets true once it commits.
+func testClaimHandledConcurrently(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	const claimers = 8
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		firsts int
+	)
+	for i := range claimers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tx, err := s.DB().BeginTx(ctx, nil)
+			if err != nil {
+				t.Errorf("claimer %d: begin: %v", i, err)
+				return
+			}
+			defer tx.Rollback()
+			first, err := s.ClaimHandledTx(ctx, tx, "orders", "m-1")
+			if err != nil {
+				t.Errorf("claimer %d: ClaimHandledTx: %v", i, err)
+				return
+			}
+			if err := tx.Commit(); err != nil {
+				t.Errorf("claimer %d: commit: %v", i, err)
+				return
+			}
+			if first {
+				mu.Lock()
+				firsts++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if firsts != 1 {
+		t.Fatalf("%d of %d concurrent claims of one message got true, want exactly 1", firsts, claimers)
 	}
 }
