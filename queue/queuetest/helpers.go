@@ -191,3 +191,50 @@ func redeliver(t testing.TB, q queue.Queue) (stale, current queue.Delivery) {
 	}
 	return stale, current
 }
+
+// holdLock opens owner's session for lock name (closed when t ends) and
+// takes the lock for ttl, failing unless it gets a token.
+func holdLock(t *testing.T, s queue.Store, name, owner string, ttl time.Duration) int64 {
+	t.Helper()
+	openSession(t, s, name, owner)
+	tok, err := s.AcquireLock(t.Context(), name, owner, ttl)
+	if err != nil || tok == 0 {
+		t.Fatalf("AcquireLock(%s, %s) = %d, %v; want a token", name, owner, tok, err)
+	}
+	return tok
+}
+
+// openSession opens owner's session for lock name, closed when t ends.
+func openSession(t *testing.T, s queue.Store, name, owner string) queue.LockSession {
+	t.Helper()
+	sess, err := s.OpenLockSession(t.Context(), name, owner)
+	if err != nil || sess == nil {
+		t.Fatalf("OpenLockSession(%s, %s) = %v, %v", name, owner, sess, err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	return sess
+}
+
+// bulkFill enqueues n messages m-0…m-(n-1) with three headers and returns
+// their row ids in order.
+func bulkFill(t *testing.T, q queue.Queue, n int) []int64 {
+	t.Helper()
+	ms := make([]queue.Message, n)
+	for i := range ms {
+		ms[i] = queue.Message{
+			MessageID: fmt.Sprintf("m-%d", i),
+			Type:      "t",
+			Headers:   map[string]string{"keep": fmt.Sprint(i), "x.drop": "gone", "x.also": "gone"},
+			Body:      []byte(fmt.Sprintf(`{"n":%d}`, i)),
+		}
+	}
+	enqueue(t, q, ms...)
+	var out []int64
+	for _, d := range peekAll(t, q) {
+		out = append(out, d.ID)
+	}
+	if len(out) != n {
+		t.Fatalf("filled %d messages, peeked %d", n, len(out))
+	}
+	return out
+}
