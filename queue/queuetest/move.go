@@ -1,0 +1,498 @@
+package queuetest
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrybus/ferry/queue"
+)
+
+func moveMessage() queue.Message {
+	return queue.Message{
+		MessageID: "move-1",
+		Type:      "orders.placed",
+		Priority:  3,
+		Headers:   map[string]string{"a": "1"},
+		Body:      []byte("payload"),
+	}
+}
+
+func testMoveSameDatabase(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "src"), mustQueue(t, s, "dst")
+	m := moveMessage()
+	enqueue(t, src, m)
+	d := receiveOne(t, src, time.Hour)
+	newHeaders := map[string]string{"moved": "yes"}
+	if err := src.Move(ctx, d, dst, newHeaders); err != nil {
+		t.Fatalf("Move: %v", err)
+	}
+	expectCount(t, src, queue.Counts{})
+	expectCount(t, dst, queue.Counts{Ready: 1})
+	expectLeaseLost(t, src.Ack(ctx, d), "Ack of a moved delivery")
+	expectCount(t, dst, queue.Counts{Ready: 1})
+
+	got := receiveOne(t, dst, time.Hour)
+	want := m
+	want.Headers = newHeaders
+	checkMessage(t, got, want)
+	if got.Queue != "dst" {
+		t.Errorf("Queue = %q, want dst", got.Queue)
+	}
+	if got.Attempts != 1 {
+		t.Errorf("Attempts in the destination = %d, want 1 (a move starts the count afresh)", got.Attempts)
+	}
+
+	// Move back with nil headers: they are kept.
+	if err := dst.Move(ctx, got, src, nil); err != nil {
+		t.Fatalf("Move back: %v", err)
+	}
+	back := receiveOne(t, src, time.Hour)
+	checkMessage(t, back, want)
+	expectCount(t, dst, queue.Counts{})
+}
+
+func testMoveAcrossDatabases(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s, s2 := h.store(t), h.store(t)
+	src := mustQueue(t, s, "src")
+	dst := mustQueue(t, s2, "dst")
+	sameNameInFirst := mustQueue(t, s, "dst")
+	m := moveMessage()
+	enqueue(t, src, m)
+	d := receiveOne(t, src, time.Hour)
+	newHeaders := map[string]string{"moved": "across"}
+	if err := src.Move(ctx, d, dst, newHeaders); err != nil {
+		t.Fatalf("Move across databases: %v", err)
+	}
+	expectCount(t, src, queue.Counts{})
+	expectCount(t, sameNameInFirst, queue.Counts{})
+	expectCount(t, dst, queue.Counts{Ready: 1})
+	got := receiveOne(t, dst, time.Hour)
+	want := m
+	want.Headers = newHeaders
+	checkMessage(t, got, want)
+	if got.Attempts != 1 {
+		t.Errorf("Attempts in the destination = %d, want 1", got.Attempts)
+	}
+
+	// nil headers keep them.
+	if err := dst.Move(ctx, got, src, nil); err != nil {
+		t.Fatalf("Move back: %v", err)
+	}
+	checkMessage(t, receiveOne(t, src, time.Hour), want)
+	expectCount(t, dst, queue.Counts{})
+}
+
+func testMoveLeaseLost(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "src"), mustQueue(t, s, "dst")
+	enqueue(t, src, moveMessage())
+	stale, current := redeliver(t, src)
+	expectLeaseLost(t, src.Move(ctx, stale, dst, nil), "Move of a lost lease")
+	expectCount(t, dst, queue.Counts{})
+	expectCount(t, src, queue.Counts{InFlight: 1})
+	if err := src.Move(ctx, current, dst, nil); err != nil {
+		t.Fatalf("Move of the current lease: %v", err)
+	}
+	expectCount(t, src, queue.Counts{})
+	expectCount(t, dst, queue.Counts{Ready: 1})
+}
+
+// moveReadySetup fills src with 10 ready messages (priorities 0,1,2,0,1,…),
+// one deferred and one in flight of top priority; it returns the message ids
+// in the order a receiver would take the ready ones.
+func moveReadySetup(t *testing.T, src queue.Queue) []string {
+	ready := msgs("mr", 10)
+	for i := range ready {
+		ready[i].Priority = i % 3
+		ready[i].Headers = map[string]string{"n": strconv.Itoa(i), "k": "orig"}
+	}
+	hot := msg("hot", 0)
+	hot.Priority = 100
+	later := msg("later", 0)
+	later.Priority = 100
+	later.VisibleAt = time.Now().Add(time.Hour)
+	enqueue(t, src, hot)
+	if d := receiveOne(t, src, time.Hour); d.MessageID != hot.MessageID {
+		t.Fatalf("received %s, want %s", d.MessageID, hot.MessageID)
+	}
+	enqueue(t, src, later)
+	enqueue(t, src, ready...)
+	expectCount(t, src, queue.Counts{Ready: 10, Deferred: 1, InFlight: 1})
+	return []string{
+		"mr-00002", "mr-00005", "mr-00008", // priority 2
+		"mr-00001", "mr-00004", "mr-00007", // priority 1
+		"mr-00000", "mr-00003", "mr-00006", "mr-00009", // priority 0
+	}
+}
+
+func checkMoved(t *testing.T, dst queue.Queue, wantIDs []string, patch map[string]string) {
+	t.Helper()
+	got := peekAll(t, dst)
+	gotIDs := ids(got)
+	slices.Sort(gotIDs)
+	want := slices.Clone(wantIDs)
+	slices.Sort(want)
+	if !slices.Equal(gotIDs, want) {
+		t.Fatalf("destination holds %v, want %v", gotIDs, want)
+	}
+	for _, d := range got {
+		n := strings.TrimPrefix(d.MessageID, "mr-")
+		i, _ := strconv.Atoi(n)
+		wantH := map[string]string{"n": strconv.Itoa(i), "k": "orig"}
+		maps.Copy(wantH, patch)
+		if !maps.Equal(d.Headers, wantH) {
+			t.Errorf("%s: headers %v, want %v", d.MessageID, d.Headers, wantH)
+		}
+		if d.Priority != i%3 {
+			t.Errorf("%s: priority %d, want %d", d.MessageID, d.Priority, i%3)
+		}
+		if d.Attempts != 0 || d.LeaseToken != 0 {
+			t.Errorf("%s: attempts %d, lease token %d in the destination; want 0, 0", d.MessageID, d.Attempts, d.LeaseToken)
+		}
+	}
+}
+
+func testMoveReadySameDatabase(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s, "worker")
+	order := moveReadySetup(t, src)
+	patch := map[string]string{"k": "override", "via": "distributor"}
+
+	if n, err := src.MoveReady(ctx, dst, 0, patch); err != nil || n != 0 {
+		t.Fatalf("MoveReady(limit 0) = %d, %v; want 0, nil", n, err)
+	}
+	n, err := src.MoveReady(ctx, dst, 4, patch)
+	if err != nil || n != 4 {
+		t.Fatalf("MoveReady(limit 4) = %d, %v; want 4, nil", n, err)
+	}
+	checkMoved(t, dst, order[:4], patch)
+	expectCount(t, src, queue.Counts{Ready: 6, Deferred: 1, InFlight: 1})
+	expectCount(t, dst, queue.Counts{Ready: 4})
+
+	// nil headers: moved as they are.
+	n, err = src.MoveReady(ctx, dst, 100, nil)
+	if err != nil || n != 6 {
+		t.Fatalf("MoveReady(limit 100) = %d, %v; want 6, nil", n, err)
+	}
+	expectCount(t, src, queue.Counts{Deferred: 1, InFlight: 1})
+	if n, err := src.MoveReady(ctx, dst, 100, patch); err != nil || n != 0 {
+		t.Fatalf("MoveReady with nothing ready = %d, %v; want 0, nil", n, err)
+	}
+	for _, d := range peekAll(t, dst) {
+		if slices.Contains(order[4:], d.MessageID) && d.Headers["k"] != "orig" {
+			t.Errorf("%s moved without a patch has headers %v", d.MessageID, d.Headers)
+		}
+	}
+	// The destination hands them out in priority order, counting afresh.
+	got := receive(t, dst, 10, time.Hour)
+	if !slices.Equal(ids(got), order) {
+		t.Fatalf("destination order %v, want %v", ids(got), order)
+	}
+	for _, d := range got {
+		if d.Attempts != 1 {
+			t.Errorf("%s: attempts %d, want 1", d.MessageID, d.Attempts)
+		}
+	}
+}
+
+func testMoveReadyAcrossDatabases(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s, s2 := h.store(t), h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s2, "worker")
+	order := moveReadySetup(t, src)
+	patch := map[string]string{"k": "override", "via": "distributor"}
+
+	n, err := src.MoveReady(ctx, dst, 4, patch)
+	if err != nil || n != 4 {
+		t.Fatalf("MoveReady(limit 4) = %d, %v; want 4, nil", n, err)
+	}
+	checkMoved(t, dst, order[:4], patch)
+	expectCount(t, src, queue.Counts{Ready: 6, Deferred: 1, InFlight: 1})
+	expectCount(t, dst, queue.Counts{Ready: 4})
+	expectCount(t, mustQueue(t, s, "worker"), queue.Counts{})
+
+	n, err = src.MoveReady(ctx, dst, 100, nil)
+	if err != nil || n != 6 {
+		t.Fatalf("MoveReady(limit 100) = %d, %v; want 6, nil", n, err)
+	}
+	expectCount(t, src, queue.Counts{Deferred: 1, InFlight: 1})
+	if n, err := src.MoveReady(ctx, dst, 100, patch); err != nil || n != 0 {
+		t.Fatalf("MoveReady with nothing ready = %d, %v; want 0, nil", n, err)
+	}
+	got := receive(t, dst, 10, time.Hour)
+	if !slices.Equal(ids(got), order) {
+		t.Fatalf("destination order %v, want %v", ids(got), order)
+	}
+}
+
+// A message whose lease ended and that MoveReady then moved belongs to the
+// destination: its former holder can neither ack, extend nor release it.
+func testMoveReadyEndsStaleLease(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s, "worker")
+	enqueue(t, src, msg("stale", 0))
+	stale := receiveOne(t, src, 50*time.Millisecond)
+	eventually(t, "the lease to end", func() bool { return count(t, src) == queue.Counts{Ready: 1} })
+	if n, err := src.MoveReady(ctx, dst, 10, nil); err != nil || n != 1 {
+		t.Fatalf("MoveReady = %d, %v; want 1, nil", n, err)
+	}
+	expectLeaseLost(t, src.Extend(ctx, stale, time.Hour), "Extend by the former holder")
+	expectLeaseLost(t, src.Release(ctx, stale, queue.ReleaseOptions{Delay: time.Hour}), "Release by the former holder")
+	expectLeaseLost(t, src.Ack(ctx, stale), "Ack by the former holder")
+	expectCount(t, dst, queue.Counts{Ready: 1})
+	d := receiveOne(t, dst, time.Hour)
+	if d.MessageID != stale.MessageID || d.Attempts != 1 {
+		t.Fatalf("destination delivered %s with attempts %d; want %s, 1", d.MessageID, d.Attempts, stale.MessageID)
+	}
+}
+
+// testMoveReadyFenced: a lock changes hands; the old holder's fenced move
+// moves nothing, the new holder's moves everything ready, in receive order,
+// with the headers merged, and keeps each message's delivery count.
+func testMoveReadyFenced(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s, "worker")
+	order := moveReadySetup(t, src)
+
+	openSession(t, s, "dist", "b")
+	old := holdLock(t, s, "dist", "a", 50*time.Millisecond)
+	var cur int64
+	eventually(t, "b to take the expired lock", func() bool {
+		tok, err := s.AcquireLock(ctx, "dist", "b", time.Hour)
+		if err != nil {
+			t.Fatalf("AcquireLock: %v", err)
+		}
+		cur = tok
+		return tok != 0
+	})
+	if cur <= old {
+		t.Fatalf("token %d after %d, want it to grow", cur, old)
+	}
+	patch := map[string]string{"k": "override", "via": "distributor"}
+	if n, err := src.MoveReadyFenced(ctx, dst, 100, patch, s.Fence("dist", old)); err != nil || n != 0 {
+		t.Fatalf("MoveReadyFenced with a stale fence = %d, %v; want 0, nil", n, err)
+	}
+	expectCount(t, dst, queue.Counts{})
+	if n, err := src.MoveReadyFenced(ctx, dst, 0, patch, s.Fence("dist", cur)); err != nil || n != 0 {
+		t.Fatalf("MoveReadyFenced(limit 0) = %d, %v; want 0, nil", n, err)
+	}
+	n, err := src.MoveReadyFenced(ctx, dst, 4, patch, s.Fence("dist", cur))
+	if err != nil || n != 4 {
+		t.Fatalf("MoveReadyFenced(limit 4) = %d, %v; want 4, nil", n, err)
+	}
+	checkMoved(t, dst, order[:4], patch)
+	n, err = src.MoveReadyFenced(ctx, dst, 100, patch, s.Fence("dist", cur))
+	if err != nil || n != 6 {
+		t.Fatalf("MoveReadyFenced(limit 100) = %d, %v; want 6, nil", n, err)
+	}
+	expectCount(t, src, queue.Counts{Deferred: 1, InFlight: 1})
+	expectCount(t, dst, queue.Counts{Ready: 10})
+
+	// A delivery whose lease ended: its count survives the fenced move.
+	enqueue(t, src, msg("redelivered", 0))
+	d := receiveOne(t, src, 50*time.Millisecond)
+	eventually(t, "the lease to end", func() bool { return count(t, src).Ready == 1 })
+	if n, err := src.MoveReadyFenced(ctx, dst, 100, patch, s.Fence("dist", cur)); err != nil || n != 1 {
+		t.Fatalf("MoveReadyFenced of the redelivery = %d, %v; want 1, nil", n, err)
+	}
+	for _, m := range peekAll(t, dst) {
+		want := 0
+		if m.ID == d.ID {
+			want = 1 // the redelivery keeps its count
+		}
+		if m.Attempts != want || m.LeaseToken != 0 || m.Headers["via"] != "distributor" {
+			t.Errorf("%s: attempts %d, lease %d, headers %v; want %d, 0, via=distributor", m.MessageID, m.Attempts, m.LeaseToken, m.Headers, want)
+		}
+	}
+}
+
+// testMoveReadyFencedAcrossDatabases: with the lock in another database
+// than the queues, the fence is checked before the move: a held fence moves
+// (re-enqueueing, so the count starts afresh), a stale one refuses with
+// ErrFenced.
+func testMoveReadyFencedAcrossDatabases(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s, s2 := h.store(t), h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s2, "worker")
+	order := moveReadySetup(t, src)
+	tok := holdLock(t, s2, "dist", "a", time.Hour)
+	patch := map[string]string{"via": "distributor"}
+	n, err := src.MoveReadyFenced(ctx, dst, 4, patch, s2.Fence("dist", tok))
+	if err != nil || n != 4 {
+		t.Fatalf("MoveReadyFenced across databases = %d, %v; want 4, nil", n, err)
+	}
+	checkMoved(t, dst, order[:4], patch)
+	if err := s2.Unlock(ctx, "dist", "a"); err != nil {
+		t.Fatal(err)
+	}
+	holdLock(t, s2, "dist", "b", time.Hour)
+	n, err = src.MoveReadyFenced(ctx, dst, 100, patch, s2.Fence("dist", tok))
+	if !errors.Is(err, queue.ErrFenced) || n != 0 {
+		t.Fatalf("MoveReadyFenced with a stale fence across databases = %d, %v; want 0, ErrFenced", n, err)
+	}
+	expectCount(t, src, queue.Counts{Ready: 6, Deferred: 1, InFlight: 1})
+	expectCount(t, dst, queue.Counts{Ready: 4})
+}
+
+// testMoveReadyFencedMalformedHeaders: a row whose stored headers are not
+// valid JSON (written by a producer other than ferry) does not stop a fenced
+// move: every row moves, the good ones with the new headers, the malformed
+// one with its headers untouched, byte for byte (the receiver parks it as a
+// decode failure).
+func testMoveReadyFencedMalformedHeaders(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "src"), mustQueue(t, s, "dst")
+	enqueue(t, src, msgs("good", 3)...)
+	const raw = `{"ferry.correlation-id":"c-1","x":"y"`
+	h.insertRawRow(t, s, "src", "bad", raw)
+	tok := holdLock(t, s, "dist", "a", time.Hour)
+	n, err := src.MoveReadyFenced(ctx, dst, 10, map[string]string{"h": "1"}, s.Fence("dist", tok))
+	if err != nil || n != 4 {
+		t.Fatalf("moved %d (%v), want all 4", n, err)
+	}
+	for _, d := range peekAll(t, dst) {
+		if d.MessageID == "bad" {
+			if d.RawHeaders != raw {
+				t.Errorf("malformed headers became %q, want %q kept", d.RawHeaders, raw)
+			}
+			continue
+		}
+		if d.Headers["h"] != "1" {
+			t.Errorf("%s: headers %v, want h=1 added", d.MessageID, d.Headers)
+		}
+	}
+	// A stale fence still moves nothing, malformed row or not.
+	enqueue(t, src, msg("good", 3))
+	h.insertRawRow(t, s, "src", "bad-2", raw)
+	if n, err := src.MoveReadyFenced(ctx, dst, 10, nil, s.Fence("dist", tok-1)); err != nil || n != 0 {
+		t.Fatalf("stale fence moved %d (%v)", n, err)
+	}
+	expectCount(t, src, queue.Counts{Ready: 2})
+}
+
+// testMoveRowsSameDatabase: MoveRows moves the named rows of its own queue
+// that are not leased, in batches, dropping the named headers; the moved
+// messages start afresh and wake dst's receivers.
+func testMoveRowsSameDatabase(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst, other := mustQueue(t, s, "src"), mustQueue(t, s, "dst"), mustQueue(t, s, "other")
+	rows := bulkFill(t, src, 10)
+	otherRows := bulkFill(t, other, 1)
+	// A leased message belongs to its receiver: it is skipped.
+	leased := receiveOne(t, src, time.Minute)
+	if n, err := src.MoveRows(ctx, nil, dst, queue.BulkOptions{}); err != nil || n != 0 {
+		t.Fatalf("MoveRows of no rows = %d, %v; want 0, nil", n, err)
+	}
+	wake := dst.Wake()
+	var batches []int
+	n, err := src.MoveRows(ctx, append(slices.Clone(rows), otherRows[0], 999999), dst, queue.BulkOptions{
+		BatchSize:   4,
+		DropHeaders: []string{"x.drop", "x.also"},
+		OnBatch:     func(n int) { batches = append(batches, n) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 9 {
+		t.Errorf("moved %d, want 9 (10 less the leased one)", n)
+	}
+	if !slices.Equal(batches, []int{3, 4, 2}) {
+		t.Errorf("batches %v, want [3 4 2] (4 ids per statement, the leased first one skipped)", batches)
+	}
+	select {
+	case <-wake:
+	default:
+		t.Error("receivers of dst were not woken")
+	}
+	moved := peekAll(t, dst)
+	if len(moved) != 9 {
+		t.Fatalf("dst holds %d", len(moved))
+	}
+	now := time.Now()
+	for i, d := range moved {
+		if d.MessageID != fmt.Sprintf("m-%d", i+1) || d.Attempts != 0 || d.LeaseToken != 0 || d.VisibleAt.After(now) {
+			t.Errorf("moved message %+v", d)
+		}
+		if len(d.Headers) != 1 || d.Headers["keep"] != fmt.Sprint(i+1) {
+			t.Errorf("moved message %s headers %v, want only keep=%d", d.MessageID, d.Headers, i+1)
+		}
+		if string(d.Body) != fmt.Sprintf(`{"n":%d}`, i+1) {
+			t.Errorf("body %q", d.Body)
+		}
+	}
+	if left := peekAll(t, src); len(left) != 1 || left[0].ID != leased.ID {
+		t.Errorf("src holds %v, want the leased message only", ids(left))
+	}
+	if c := peekAll(t, other); len(c) != 1 {
+		t.Errorf("a row of another queue was moved: other holds %d", len(c))
+	}
+	if _, err := src.MoveRows(ctx, rows, src, queue.BulkOptions{}); err == nil {
+		t.Error("move to the same queue: no error")
+	}
+	if _, err := src.MoveRows(ctx, rows, nil, queue.BulkOptions{}); err == nil {
+		t.Error("move to no queue: no error")
+	}
+	// No headers to drop keeps them all.
+	if n, err := dst.MoveRows(ctx, []int64{moved[0].ID}, src, queue.BulkOptions{}); err != nil || n != 1 {
+		t.Fatalf("move back: %d %v", n, err)
+	}
+	back, err := src.FindMessages(ctx, []string{"m-1"})
+	if err != nil || len(back) != 1 || len(back[0].Headers) != 1 {
+		t.Errorf("moved back: %+v %v", back, err)
+	}
+}
+
+// testMoveRowsAcrossDatabases: across databases MoveRows keeps arrival
+// order and drops only the named headers, skipping the leased row.
+func testMoveRowsAcrossDatabases(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s, s2 := h.store(t), h.store(t)
+	src, dst := mustQueue(t, s, "src"), mustQueue(t, s2, "dst")
+	rows := bulkFill(t, src, 25)
+	leased := receiveOne(t, src, time.Minute)
+	var batches []int
+	n, err := src.MoveRows(ctx, rows, dst, queue.BulkOptions{
+		BatchSize: 10, DropHeaders: []string{"x.drop"},
+		OnBatch: func(n int) { batches = append(batches, n) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 24 || !slices.Equal(batches, []int{9, 10, 5}) {
+		t.Errorf("moved %d in batches %v, want 24 in [9 10 5]", n, batches)
+	}
+	moved := peekAll(t, dst)
+	if len(moved) != 24 {
+		t.Fatalf("dst holds %d", len(moved))
+	}
+	for i, d := range moved {
+		if d.MessageID != fmt.Sprintf("m-%d", i+1) {
+			t.Errorf("position %d: %s, want arrival order kept", i, d.MessageID)
+		}
+		if _, ok := d.Headers["x.drop"]; ok || d.Headers["x.also"] != "gone" || d.Headers["keep"] != fmt.Sprint(i+1) {
+			t.Errorf("headers %v", d.Headers)
+		}
+		if d.Attempts != 0 || d.LeaseToken != 0 {
+			t.Errorf("%s: attempts %d, lease %d in the destination; want 0, 0", d.MessageID, d.Attempts, d.LeaseToken)
+		}
+	}
+	if left := peekAll(t, src); len(left) != 1 || left[0].ID != leased.ID {
+		t.Errorf("src holds %d, want the leased message only", len(left))
+	}
+	expectCount(t, mustQueue(t, s, "dst"), queue.Counts{})
+}
