@@ -66,13 +66,7 @@ func (a *app) queueCmd() *cobra.Command {
 		Use:   "peek URI",
 		Short: "Show messages of a queue without taking them",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			qs, done, err := a.queueArgs(ctx, []string{"URI"}, args)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: a.withQueues([]string{"URI"}, func(ctx context.Context, qs []queue.Queue) error {
 			q := qs[0]
 			ds, err := q.Peek(ctx, after, limit)
 			if err != nil {
@@ -121,7 +115,7 @@ func (a *app) queueCmd() *cobra.Command {
 				fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%s\t%s\n", d.ID, logging.Escape(d.MessageID), logging.Escape(d.Type), d.Attempts, state, string(body))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	peek.Flags().IntVar(&limit, "limit", 20, "how many messages")
 	peek.Flags().Int64Var(&after, "after", 0, "start after this row id (paging)")
@@ -130,20 +124,14 @@ func (a *app) queueCmd() *cobra.Command {
 		Use:   "purge URI",
 		Short: "Delete every message that is in the queue now",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			qs, done, err := a.queueArgs(ctx, []string{"URI"}, args)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: a.withQueues([]string{"URI"}, func(ctx context.Context, qs []queue.Queue) error {
 			q := qs[0]
 			n, err := q.Purge(ctx)
 			if err != nil {
 				return err
 			}
 			return a.report(map[string]any{"purged": n, "queue": q.URI()}, "purged %d message(s) from %s\n", n, q.URI())
-		},
+		}),
 	}
 
 	var moveLimit int
@@ -151,13 +139,7 @@ func (a *app) queueCmd() *cobra.Command {
 		Use:   "move SRC_URI DST_URI",
 		Short: "Move ready messages from one queue to another (one UPDATE per batch within a database)",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			ctx := cmd.Context()
-			qs, done, err := a.queueArgs(ctx, []string{"SRC_URI", "DST_URI"}, args)
-			if err != nil {
-				return err
-			}
-			defer done()
+		RunE: a.withQueues([]string{"SRC_URI", "DST_URI"}, func(ctx context.Context, qs []queue.Queue) error {
 			src, dst := qs[0], qs[1]
 			total := 0
 			for moveLimit <= 0 || total < moveLimit {
@@ -175,28 +157,32 @@ func (a *app) queueCmd() *cobra.Command {
 				}
 			}
 			return a.report(map[string]any{"moved": total, "from": src.URI(), "to": dst.URI()}, "moved %d message(s) from %s to %s\n", total, src.URI(), dst.URI())
-		},
+		}),
 	}
 	move.Flags().IntVar(&moveLimit, "limit", 0, "move at most this many (default: all ready)")
 	cmd.AddCommand(ls, peek, purge, move)
 	return cmd
 }
 
-// queueArgs sets up configuration and connections and resolves the queue
-// URIs given as arguments (named for errors); done closes the connections.
-func (a *app) queueArgs(ctx context.Context, names, uris []string) ([]queue.Queue, func(), error) {
-	_, _, conns, err := a.setup(ctx)
-	if err != nil {
-		return nil, nil, err
-	}
-	qs := make([]queue.Queue, len(uris))
-	for i, u := range uris {
-		if qs[i], err = openQueue(ctx, conns, names[i], u); err != nil {
-			conns.Close()
-			return nil, nil, err
+// withQueues is the RunE of a command whose arguments are queue URIs
+// (named for errors): it sets up configuration and connections, resolves
+// the URIs, runs fn and closes the connections.
+func (a *app) withQueues(names []string, fn func(ctx context.Context, qs []queue.Queue) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, uris []string) error {
+		ctx := cmd.Context()
+		_, _, conns, err := a.setup(ctx)
+		if err != nil {
+			return err
 		}
+		defer conns.Close()
+		qs := make([]queue.Queue, len(uris))
+		for i, u := range uris {
+			if qs[i], err = openQueue(ctx, conns, names[i], u); err != nil {
+				return err
+			}
+		}
+		return fn(ctx, qs)
 	}
-	return qs, func() { conns.Close() }, nil
 }
 
 // report prints v as JSON with --json, else the formatted line.
