@@ -12,6 +12,7 @@ import (
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/distributor"
 	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 	"github.com/ferrybus/ferry/worker"
 )
@@ -169,30 +170,6 @@ func sendJobs(t *testing.T, conns *queue.Connections, from, to int) {
 	}
 }
 
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-func count(t *testing.T, conns *queue.Connections, uri string) queue.Counts {
-	t.Helper()
-	q, err := conns.Queue(context.Background(), uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := q.Count(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
 func TestEveryMessageOnceAndFairShares(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
 		d := newDistributor(t, conns, distributor.Config{Distribute: true, DistributeSendCount: 5}, nil)
@@ -208,9 +185,9 @@ func TestEveryMessageOnceAndFairShares(t *testing.T) {
 		}
 		const total = 1800
 		sendJobs(t, conns, 0, total)
-		eventually(t, 60*time.Second, "every job handled", func() bool { return got.distinct() == total })
-		eventually(t, 5*time.Second, "queues drained", func() bool {
-			return count(t, conns, inboxURI).Total() == 0
+		testkit.Eventually(t, 60*time.Second, "every job handled", func() bool { return got.distinct() == total })
+		testkit.Eventually(t, 5*time.Second, "queues drained", func() bool {
+			return testkit.Count(t, conns, inboxURI).Total() == 0
 		})
 		byJob, byWorker := got.snapshot()
 		for n, c := range byJob {
@@ -226,11 +203,11 @@ func TestEveryMessageOnceAndFairShares(t *testing.T) {
 			}
 		}
 		// The counter moves just after the messages do.
-		eventually(t, 5*time.Second, fmt.Sprintf("%d counted as distributed", total), func() bool {
+		testkit.Eventually(t, 5*time.Second, fmt.Sprintf("%d counted as distributed", total), func() bool {
 			return d.Stats().Distributed == total
 		})
 		// At rest the registry holds exactly one availability per idle thread.
-		eventually(t, 5*time.Second, "one availability per idle thread", func() bool {
+		testkit.Eventually(t, 5*time.Second, "one availability per idle thread", func() bool {
 			r := d.Registry()
 			return r.Available["w1"] == 4 && r.Available["w2"] == 4 && r.Available["w3"] == 4
 		})
@@ -267,14 +244,14 @@ func TestDeadWorkerIsReclaimed(t *testing.T) {
 		sendJobs(t, conns, 0, total) // all queued before any availability: each takes a full 5
 		dead := startWorker(t, conns, "dead", workerOpts{threads: 2, lease: time.Second, work: work})
 		// Its two threads take 5 jobs each: 2 in its hands, 8 waiting in its queue.
-		eventually(t, 5*time.Second, "jobs stranded in the doomed worker's queue", func() bool {
-			return count(t, conns, "sql://default/worker-dead-work").Total() == 10
+		testkit.Eventually(t, 5*time.Second, "jobs stranded in the doomed worker's queue", func() bool {
+			return testkit.Count(t, conns, "sql://default/worker-dead-work").Total() == 10
 		})
 		dead.Abandon() // dies without WorkerStopping
 		startWorker(t, conns, "w1", workerOpts{threads: 2, work: work})
 		startWorker(t, conns, "w2", workerOpts{threads: 2, work: work})
 
-		eventually(t, 20*time.Second, "every job handled by the live workers", func() bool { return got.distinct() == total })
+		testkit.Eventually(t, 20*time.Second, "every job handled by the live workers", func() bool { return got.distinct() == total })
 		_, byWorker := got.snapshot()
 		if byWorker["dead"] != 0 {
 			t.Errorf("the dead worker handled %d", byWorker["dead"])
@@ -283,11 +260,11 @@ func TestDeadWorkerIsReclaimed(t *testing.T) {
 			t.Errorf("the dead worker still has %d availabilities", r.Available["dead"])
 		}
 		// The counter moves just after the messages do.
-		eventually(t, 5*time.Second, "at least the 10 stranded messages counted as reclaimed", func() bool {
+		testkit.Eventually(t, 5*time.Second, "at least the 10 stranded messages counted as reclaimed", func() bool {
 			return d.Stats().Reclaimed >= 10
 		})
-		eventually(t, 5*time.Second, "the dead worker's queue emptied", func() bool {
-			return count(t, conns, "sql://default/worker-dead-work").Total() == 0
+		testkit.Eventually(t, 5*time.Second, "the dead worker's queue emptied", func() bool {
+			return testkit.Count(t, conns, "sql://default/worker-dead-work").Total() == 0
 		})
 	})
 }
@@ -298,10 +275,10 @@ func TestNewSessionReplacesOldAvailability(t *testing.T) {
 		noop := func(context.Context, string, Job) error { return nil }
 		// A long interval: expiry cannot explain what follows.
 		first := startWorker(t, conns, "w1", workerOpts{threads: 4, interval: time.Minute, work: noop})
-		eventually(t, 5*time.Second, "four availabilities", func() bool { return d.Registry().Available["w1"] == 4 })
+		testkit.Eventually(t, 5*time.Second, "four availabilities", func() bool { return d.Registry().Available["w1"] == 4 })
 		first.Abandon() // crash: its four availabilities are still registered
 		second := startWorker(t, conns, "w1", workerOpts{threads: 2, interval: time.Minute, work: noop})
-		eventually(t, 5*time.Second, "the new session's two availabilities only", func() bool {
+		testkit.Eventually(t, 5*time.Second, "the new session's two availabilities only", func() bool {
 			r := d.Registry()
 			return r.Workers["w1"] == second.Session() && r.Available["w1"] == 2
 		})
@@ -316,18 +293,18 @@ func TestAvailabilityExpires(t *testing.T) {
 		d := newDistributor(t, conns, distributor.Config{Distribute: true}, nil)
 		noop := func(context.Context, string, Job) error { return nil }
 		w := startWorker(t, conns, "w1", workerOpts{threads: 3, interval: 100 * time.Millisecond, work: noop})
-		eventually(t, 5*time.Second, "three availabilities", func() bool { return d.Registry().Available["w1"] == 3 })
+		testkit.Eventually(t, 5*time.Second, "three availabilities", func() bool { return d.Registry().Available["w1"] == 3 })
 		w.Abandon()
 		abandoned := time.Now()
 		// Not renewed, they lapse after ValidFor (3 intervals of 100ms). The
 		// registry may also read 0 while the loop holds them, so wait for
 		// the time to pass too.
-		eventually(t, 5*time.Second, "availabilities expired", func() bool {
+		testkit.Eventually(t, 5*time.Second, "availabilities expired", func() bool {
 			return d.Registry().Available["w1"] == 0 && time.Since(abandoned) > 400*time.Millisecond
 		})
 		sendJobs(t, conns, 0, 3)
 		time.Sleep(200 * time.Millisecond) // give a wrong distributor the chance to send
-		if c := count(t, conns, "sql://default/worker-w1-work"); c.Total() != 0 {
+		if c := testkit.Count(t, conns, "sql://default/worker-w1-work"); c.Total() != 0 {
 			t.Errorf("a dead worker received %d messages", c.Total())
 		}
 	})
@@ -342,15 +319,15 @@ func TestLocalHandlingWithoutWorkers(t *testing.T) {
 			return nil
 		})
 		d := newDistributor(t, conns, distributor.Config{Distribute: false}, mux)
-		eventually(t, 5*time.Second, "the distributor active", d.Active)
+		testkit.Eventually(t, 5*time.Second, "the distributor active", d.Active)
 		sendJobs(t, conns, 0, 10)
-		eventually(t, 5*time.Second, "local handling", func() bool { return got.distinct() == 10 })
+		testkit.Eventually(t, 5*time.Second, "local handling", func() bool { return got.distinct() == 10 })
 
 		work := func(ctx context.Context, id string, j Job) error { got.add(id, j.N); return nil }
 		startWorker(t, conns, "w1", workerOpts{threads: 2, work: work})
-		eventually(t, 5*time.Second, "the worker's availability", func() bool { return d.Registry().Available["w1"] > 0 })
+		testkit.Eventually(t, 5*time.Second, "the worker's availability", func() bool { return d.Registry().Available["w1"] > 0 })
 		sendJobs(t, conns, 10, 20)
-		eventually(t, 5*time.Second, "all handled", func() bool { return got.distinct() == 20 })
+		testkit.Eventually(t, 5*time.Second, "all handled", func() bool { return got.distinct() == 20 })
 		_, byWorker := got.snapshot()
 		if byWorker["w1"] == 0 {
 			t.Errorf("with a worker available nothing was distributed: %v", byWorker)
@@ -393,10 +370,10 @@ func TestDistributedHeaderAndStoppingReturnsQueue(t *testing.T) {
 		if err := w.Start(ctx); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "ten jobs at the worker", func() bool {
-			return count(t, conns, "sql://default/worker-w1-work").Total() == 10
+		testkit.Eventually(t, 5*time.Second, "ten jobs at the worker", func() bool {
+			return testkit.Count(t, conns, "sql://default/worker-w1-work").Total() == 10
 		})
-		eventually(t, 5*time.Second, "a job in the handler", func() bool {
+		testkit.Eventually(t, 5*time.Second, "a job in the handler", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(headers) > 0
@@ -404,8 +381,8 @@ func TestDistributedHeaderAndStoppingReturnsQueue(t *testing.T) {
 		stopCtx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		defer cancel()
 		w.Stop(stopCtx) // the busy handler is cut short; WorkerStopping follows
-		eventually(t, 5*time.Second, "the stopped worker's queue returned", func() bool {
-			return count(t, conns, "sql://default/worker-w1-work").Total() == 0 && count(t, conns, inboxURI).Total() == 10
+		testkit.Eventually(t, 5*time.Second, "the stopped worker's queue returned", func() bool {
+			return testkit.Count(t, conns, "sql://default/worker-w1-work").Total() == 0 && testkit.Count(t, conns, inboxURI).Total() == 10
 		})
 		close(release)
 		mu.Lock()
@@ -425,7 +402,7 @@ func TestStandbyDistributor(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
 		ctx := context.Background()
 		a := newDistributor(t, conns, distributor.Config{Name: "a", Distribute: true, LockTTL: 300 * time.Millisecond}, nil)
-		eventually(t, 5*time.Second, "a active", a.Active)
+		testkit.Eventually(t, 5*time.Second, "a active", a.Active)
 		b := newDistributor(t, conns, distributor.Config{Name: "b", Distribute: true, LockTTL: 300 * time.Millisecond}, nil)
 		time.Sleep(400 * time.Millisecond) // longer than the lock TTL: b must still wait
 		if b.Active() {
@@ -434,11 +411,11 @@ func TestStandbyDistributor(t *testing.T) {
 		if err := a.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "the standby takes over", b.Active)
+		testkit.Eventually(t, 5*time.Second, "the standby takes over", b.Active)
 		got := newTally()
 		startWorker(t, conns, "w1", workerOpts{threads: 2, work: func(ctx context.Context, id string, j Job) error { got.add(id, j.N); return nil }})
 		sendJobs(t, conns, 0, 20)
-		eventually(t, 10*time.Second, "jobs handled through the standby", func() bool { return got.distinct() == 20 })
+		testkit.Eventually(t, 10*time.Second, "jobs handled through the standby", func() bool { return got.distinct() == 20 })
 	})
 }
 
@@ -450,7 +427,7 @@ func TestFailedDistributedMessageReturnsToDistributor(t *testing.T) {
 			return bus.Permanent(errors.New("no such customer"))
 		}})
 		sendJobs(t, conns, 0, 1)
-		eventually(t, 10*time.Second, "the failed job in the error queue", func() bool { return count(t, conns, errorURI).Total() == 1 })
+		testkit.Eventually(t, 10*time.Second, "the failed job in the error queue", func() bool { return testkit.Count(t, conns, errorURI).Total() == 1 })
 		eq, err := bus.OpenErrorQueue(ctx, conns, errorURI)
 		if err != nil {
 			t.Fatal(err)
@@ -465,8 +442,8 @@ func TestFailedDistributedMessageReturnsToDistributor(t *testing.T) {
 		if n, err := eq.Retry(ctx, bus.Filter{}, bus.RetryOptions{}); err != nil || n != 1 {
 			t.Fatalf("retry: %d %v", n, err)
 		}
-		eventually(t, 10*time.Second, "the retried job parked again after going round", func() bool {
-			return count(t, conns, errorURI).Total() == 1 && count(t, conns, inboxURI).Total() == 0
+		testkit.Eventually(t, 10*time.Second, "the retried job parked again after going round", func() bool {
+			return testkit.Count(t, conns, errorURI).Total() == 1 && testkit.Count(t, conns, inboxURI).Total() == 0
 		})
 	})
 }
@@ -494,18 +471,18 @@ func TestNewDistributorReclaimsWorkerItNeverSaw(t *testing.T) {
 		const total = 20
 		sendJobs(t, conns, 0, total)
 		doomed := startWorker(t, conns, "doomed", workerOpts{threads: 2, lease: time.Second, work: work})
-		eventually(t, 5*time.Second, "jobs in the doomed worker's queue", func() bool {
-			return count(t, conns, "sql://default/worker-doomed-work").Total() == 10
+		testkit.Eventually(t, 5*time.Second, "jobs in the doomed worker's queue", func() bool {
+			return testkit.Count(t, conns, "sql://default/worker-doomed-work").Total() == 10
 		})
 		if err := first.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
 		doomed.Abandon() // dies while no distributor runs
 		second := newDistributor(t, conns, distributor.Config{Name: "second", Distribute: true, DistributeSendCount: 5, ReclaimAfter: 500 * time.Millisecond}, nil)
-		eventually(t, 5*time.Second, "the second distributor active", second.Active)
+		testkit.Eventually(t, 5*time.Second, "the second distributor active", second.Active)
 		startWorker(t, conns, "w1", workerOpts{threads: 2, work: work})
-		eventually(t, 20*time.Second, "every job handled by the live worker", func() bool { return got.distinct() == total })
-		eventually(t, 5*time.Second, "the new distributor counting the 10 stranded as reclaimed", func() bool {
+		testkit.Eventually(t, 20*time.Second, "every job handled by the live worker", func() bool { return got.distinct() == total })
+		testkit.Eventually(t, 5*time.Second, "the new distributor counting the 10 stranded as reclaimed", func() bool {
 			return second.Stats().Reclaimed >= 10
 		})
 	})

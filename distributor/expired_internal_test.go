@@ -3,57 +3,26 @@ package distributor
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/distributor/control"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 )
 
-// recorder is a log handler that keeps every record at or above debug.
-type recorder struct {
-	mu    sync.Mutex
-	attrs []slog.Attr
-	recs  *[]slog.Record
-	lock  *sync.Mutex
-}
-
-func newRecorder() *recorder {
-	return &recorder{recs: &[]slog.Record{}, lock: &sync.Mutex{}}
-}
-
-func (r *recorder) Enabled(context.Context, slog.Level) bool { return true }
-func (r *recorder) Handle(_ context.Context, rec slog.Record) error {
-	rec = rec.Clone()
-	rec.AddAttrs(r.attrs...)
-	r.lock.Lock()
-	defer r.lock.Unlock()
-	*r.recs = append(*r.recs, rec)
-	return nil
-}
-func (r *recorder) WithAttrs(as []slog.Attr) slog.Handler {
-	return &recorder{attrs: append(append([]slog.Attr{}, r.attrs...), as...), recs: r.recs, lock: r.lock}
-}
-func (r *recorder) WithGroup(string) slog.Handler { return r }
-
 // warnings returns the warnings logged with message msg, and the sum of
 // their "messages" attributes.
-func (r *recorder) warnings(msg string) (lines int, messages int64) {
-	r.lock.Lock()
-	defer r.lock.Unlock()
-	for _, rec := range *r.recs {
+func warnings(r *testkit.LogRecorder, msg string) (lines int, messages int64) {
+	for _, rec := range r.Records() {
 		if rec.Level != slog.LevelWarn || rec.Message != msg {
 			continue
 		}
 		lines++
-		rec.Attrs(func(a slog.Attr) bool {
-			if a.Key == "messages" {
-				messages += a.Value.Int64()
-			}
-			return true
-		})
+		if v, ok := rec.Attrs["messages"]; ok {
+			messages += v.Int64()
+		}
 	}
 	return lines, messages
 }
@@ -63,8 +32,8 @@ func (r *recorder) warnings(msg string) (lines int, messages int64) {
 func TestExpiredControlMessagesAreSummarised(t *testing.T) {
 	eachStore(t, func(t *testing.T, conns *queue.Connections) {
 		ctx := context.Background()
-		rec := newRecorder()
-		d := newIT(t, conns, Config{Logger: slog.New(rec)})
+		rec, log := testkit.NewLog()
+		d := newIT(t, conns, Config{Logger: log})
 		d.expiredEvery = time.Hour
 		sender, err := bus.New(ctx, conns, bus.Config{Name: "w", Logger: itQuiet}, bus.NewMux())
 		if err != nil {
@@ -78,20 +47,20 @@ func TestExpiredControlMessagesAreSummarised(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, 10*time.Second, "the announcements to expire", func() bool { return time.Since(sent) > 10*time.Millisecond })
+		testkit.Eventually(t, 10*time.Second, "the announcements to expire", func() bool { return time.Since(sent) > 10*time.Millisecond })
 		startIT(t, d)
-		waitFor(t, 20*time.Second, "the expired messages discarded", func() bool { return d.control.Stats().Expired == n })
+		testkit.Eventually(t, 20*time.Second, "the expired messages discarded", func() bool { return d.control.Stats().Expired == n })
 		// The summary comes at the end of its interval, here at the stop.
 		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if err := d.Stop(stopCtx); err != nil {
 			t.Fatal(err)
 		}
-		lines, m := rec.warnings(summaryMsg)
+		lines, m := warnings(rec, summaryMsg)
 		if lines != 1 || m != n {
 			t.Errorf("%d summary lines counting %d messages, want 1 counting %d", lines, m, n)
 		}
-		if each, _ := rec.warnings(expiredDiscardMsg); each != 0 {
+		if each, _ := warnings(rec, expiredDiscardMsg); each != 0 {
 			t.Fatalf("%d warnings, one per expired control message", each)
 		}
 	})

@@ -44,20 +44,20 @@ func testRestartedDistributorIsActiveBeforeLockTTL(t *testing.T, dialect string)
 	const ttl = time.Minute
 	first := newIT(t, conns, Config{LockTTL: ttl})
 	startIT(t, first)
-	waitFor(t, 20*time.Second, "first distributor active", first.Active)
+	testkit.Eventually(t, 20*time.Second, "first distributor active", first.Active)
 	crash(first)
 
 	second := newIT(t, conns, Config{LockTTL: ttl})
 	startIT(t, second)
 	// Far shorter than the TTL: waiting out the lease would fail this.
-	waitFor(t, ttl/3, "restarted distributor active", second.Active)
+	testkit.Eventually(t, ttl/3, "restarted distributor active", second.Active)
 
 	// And it distributes.
 	enqueue(t, conns, itInbox, 3)
 	wq := "sql://default/it-w-work"
 	session := bus.NewID()
 	second.onAvailable(context.Background(), control.ThreadAvailable{WorkerID: "w", Session: session, Inbox: wq, SentAt: time.Now(), ValidFor: time.Hour})
-	waitFor(t, 20*time.Second, "messages moved by the restarted distributor", func() bool { return counts(t, conns, wq).Total() == 3 })
+	testkit.Eventually(t, 20*time.Second, "messages moved by the restarted distributor", func() bool { return testkit.Count(t, conns, wq).Total() == 3 })
 }
 
 // A distributor that lost its lock without noticing (its session was cut
@@ -71,7 +71,7 @@ func TestDistributorThatLostItsLockMovesNothing(t *testing.T) {
 	var moves atomic.Int64
 	d.hooks.afterMove = func(n int, err error) { moves.Add(1) }
 	startIT(t, d)
-	waitFor(t, 20*time.Second, "distributor active", d.Active)
+	testkit.Eventually(t, 20*time.Second, "distributor active", d.Active)
 
 	store := d.control.Inbox().Store()
 	var pid int
@@ -89,7 +89,7 @@ func TestDistributorThatLostItsLockMovesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { thief.Close() })
-	waitFor(t, 20*time.Second, "another owner to take the lock", func() bool {
+	testkit.Eventually(t, 20*time.Second, "another owner to take the lock", func() bool {
 		tok, err := store.AcquireLock(ctx, d.lockName(), "thief", time.Hour)
 		return err == nil && tok != 0
 	})
@@ -101,11 +101,11 @@ func TestDistributorThatLostItsLockMovesNothing(t *testing.T) {
 	wq := "sql://default/it-w-work"
 	before := moves.Load()
 	d.onAvailable(ctx, control.ThreadAvailable{WorkerID: "w", Session: bus.NewID(), Inbox: wq, SentAt: time.Now(), ValidFor: time.Hour})
-	waitFor(t, 20*time.Second, "a move attempt", func() bool { return moves.Load() > before })
-	if c := counts(t, conns, wq); c.Total() != 0 {
+	testkit.Eventually(t, 20*time.Second, "a move attempt", func() bool { return moves.Load() > before })
+	if c := testkit.Count(t, conns, wq); c.Total() != 0 {
 		t.Fatalf("a distributor without the lock moved %d messages", c.Total())
 	}
-	if c := counts(t, conns, itInbox); c.Ready != 5 {
+	if c := testkit.Count(t, conns, itInbox); c.Ready != 5 {
 		t.Fatalf("inbox holds %d ready, want 5", c.Ready)
 	}
 }
@@ -117,15 +117,15 @@ func TestStandbyTakesOverBeforeLockTTL(t *testing.T) {
 	const ttl = time.Minute
 	active := newIT(t, conns, Config{LockTTL: ttl})
 	startIT(t, active)
-	waitFor(t, 20*time.Second, "first distributor active", active.Active)
+	testkit.Eventually(t, 20*time.Second, "first distributor active", active.Active)
 	standby := newIT(t, conns, Config{LockTTL: ttl})
 	var polls atomic.Int64
 	standby.hooks.lockPolled = func(held bool) { polls.Add(1) }
 	startIT(t, standby)
-	waitFor(t, 20*time.Second, "the standby to try the lock", func() bool { return polls.Load() > 0 })
+	testkit.Eventually(t, 20*time.Second, "the standby to try the lock", func() bool { return polls.Load() > 0 })
 	if standby.Active() {
 		t.Fatal("standby active while the first distributor lives")
 	}
 	crash(active)
-	waitFor(t, ttl/3, "the standby active", standby.Active)
+	testkit.Eventually(t, ttl/3, "the standby active", standby.Active)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/distributor/control"
 	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -100,32 +101,32 @@ func TestOutageDoesNotReclaimLiveWorkers(t *testing.T) {
 	d.hooks.probeFailed = func() { failed.Add(1) }
 	d.hooks.afterPass = func() { passes.Add(1) }
 	startIT(t, d)
-	waitFor(t, 20*time.Second, "distributor active", d.Active)
+	testkit.Eventually(t, 20*time.Second, "distributor active", d.Active)
 
 	const wid, wq = "w1", "sql://default/it-w1-work"
 	session := bus.NewID()
 	enqueue(t, direct, wq, 3)
 	d.onStarted(ctx, control.Started{WorkerID: wid, Session: session, Inbox: wq, Threads: 1, SentAt: time.Now()})
-	waitFor(t, 20*time.Second, "a reclaim pass", func() bool { return passes.Load() > 0 })
+	testkit.Eventually(t, 20*time.Second, "a reclaim pass", func() bool { return passes.Load() > 0 })
 	d.reg.heartbeat(control.Heartbeat{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}, time.Now())
 
 	proxy.cut()
 	cutAt := time.Now()
-	waitFor(t, 20*time.Second, "the distributor to notice the outage", func() bool { return failed.Load() > 0 })
+	testkit.Eventually(t, 20*time.Second, "the distributor to notice the outage", func() bool { return failed.Load() > 0 })
 	// The outage lasts well beyond ReclaimAfter.
-	waitFor(t, 20*time.Second, "the outage to outlast reclaimAfter", func() bool { return time.Since(cutAt) > 3*reclaimAfter })
+	testkit.Eventually(t, 20*time.Second, "the outage to outlast reclaimAfter", func() bool { return time.Since(cutAt) > 3*reclaimAfter })
 	proxy.restore()
 	p := passes.Load()
-	waitFor(t, 20*time.Second, "a pass after the outage", func() bool { return passes.Load() > p })
+	testkit.Eventually(t, 20*time.Second, "a pass after the outage", func() bool { return passes.Load() > p })
 	// Only now does the worker's first message after the outage arrive.
 	d.reg.heartbeat(control.Heartbeat{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}, time.Now())
 	p = passes.Load()
-	waitFor(t, 20*time.Second, "another pass", func() bool { return passes.Load() > p })
+	testkit.Eventually(t, 20*time.Second, "another pass", func() bool { return passes.Load() > p })
 
 	if n := d.Stats().Reclaimed; n != 0 {
 		t.Fatalf("reclaimed %d messages of a live worker after an outage", n)
 	}
-	if c := counts(t, direct, wq); c.Total() != 3 {
+	if c := testkit.Count(t, direct, wq); c.Total() != 3 {
 		t.Fatalf("live worker's queue holds %d, want 3", c.Total())
 	}
 }
@@ -150,11 +151,11 @@ func TestTakeoverCountsSilenceFromItsStart(t *testing.T) {
 		var passes atomic.Int64
 		d.hooks.afterPass = func() { passes.Add(1) }
 		startIT(t, d)
-		waitFor(t, 30*time.Second, "a reclaim pass", func() bool { return passes.Load() > 0 })
+		testkit.Eventually(t, 30*time.Second, "a reclaim pass", func() bool { return passes.Load() > 0 })
 		if n := d.Stats().Reclaimed; n != 0 {
 			t.Fatalf("reclaimed %d at the first pass after takeover", n)
 		}
-		if c := counts(t, conns, wq); c.Total() != 2 {
+		if c := testkit.Count(t, conns, wq); c.Total() != 2 {
 			t.Fatalf("worker queue holds %d, want 2", c.Total())
 		}
 	})

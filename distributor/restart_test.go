@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -48,7 +49,7 @@ func TestRestartedWorkerTakesBackItsLeases(t *testing.T) {
 			defer mu.Unlock()
 			attempts[n] = attempt
 		}})
-		eventually(t, 20*time.Second, "the predecessor's messages handled", func() bool {
+		testkit.Eventually(t, 20*time.Second, "the predecessor's messages handled", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(attempts) == 3

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferrybus/ferry/distributor"
 	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -37,7 +38,7 @@ func TestRoundTripsPerMessage(t *testing.T) {
 				for i := range 2 {
 					startWorker(t, conns, fmt.Sprintf("w%d", i), workerOpts{threads: 4, interval: time.Second, work: work})
 				}
-				eventually(t, 60*time.Second, "every job handled", func() bool { return handled.Load() == total })
+				testkit.Eventually(t, 60*time.Second, "every job handled", func() bool { return handled.Load() == total })
 				trips := store.RoundTrips() - before
 				s := d.Stats()
 				perMsg[sendCount] = float64(trips) / total

@@ -10,6 +10,7 @@ import (
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/distributor/control"
 	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -65,17 +66,6 @@ func startIT(t *testing.T, d *Distributor) {
 	})
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func enqueue(t *testing.T, conns *queue.Connections, uri string, n int) {
 	t.Helper()
 	q, err := conns.Queue(context.Background(), uri)
@@ -87,19 +77,6 @@ func enqueue(t *testing.T, conns *queue.Connections, uri string, n int) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func counts(t *testing.T, conns *queue.Connections, uri string) queue.Counts {
-	t.Helper()
-	q, err := conns.Queue(context.Background(), uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := q.Count(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 // A worker's Stopping handled while a move to it is in flight, and its
@@ -124,15 +101,15 @@ func TestStoppingDuringMoveLeavesNothingInWorkerQueue(t *testing.T) {
 			}
 		}
 		startIT(t, d)
-		waitFor(t, 10*time.Second, "distributor active", d.Active)
+		testkit.Eventually(t, 10*time.Second, "distributor active", d.Active)
 		enqueue(t, conns, itInbox, 10)
 		d.onStarted(ctx, control.Started{WorkerID: wid, Session: session, Inbox: wq, Threads: 1, SentAt: time.Now()})
 		d.onAvailable(ctx, control.ThreadAvailable{WorkerID: wid, Session: session, Inbox: wq, Thread: 0, SentAt: time.Now(), ValidFor: time.Hour})
-		waitFor(t, 10*time.Second, "a move to the stopping worker", func() bool { return d.Stats().Distributed > 0 })
+		testkit.Eventually(t, 10*time.Second, "a move to the stopping worker", func() bool { return d.Stats().Distributed > 0 })
 		<-stopped
-		waitFor(t, 10*time.Second, "the stopped worker's queue returned", func() bool {
+		testkit.Eventually(t, 10*time.Second, "the stopped worker's queue returned", func() bool {
 			st := d.Stats()
-			return st.Reclaimed == st.Distributed && counts(t, conns, wq).Total() == 0 && counts(t, conns, itInbox).Ready == 10
+			return st.Reclaimed == st.Distributed && testkit.Count(t, conns, wq).Total() == 0 && testkit.Count(t, conns, itInbox).Ready == 10
 		})
 
 		// Late announcements of the stopped session bring nothing back.
@@ -144,7 +121,7 @@ func TestStoppingDuringMoveLeavesNothingInWorkerQueue(t *testing.T) {
 		// A new session of the same worker is welcome.
 		next := bus.NewID()
 		d.onAvailable(ctx, control.ThreadAvailable{WorkerID: wid, Session: next, Inbox: wq, Thread: 0, SentAt: time.Now(), ValidFor: time.Hour})
-		waitFor(t, 10*time.Second, "work for the new session", func() bool { return counts(t, conns, wq).Total() > 0 })
+		testkit.Eventually(t, 10*time.Second, "work for the new session", func() bool { return testkit.Count(t, conns, wq).Total() > 0 })
 	})
 }
 
@@ -156,7 +133,7 @@ func TestReclaimedMessageKeepsItsDeliveryCount(t *testing.T) {
 		const w1q, w2q = "sql://default/it-w1-work", "sql://default/it-w2-work"
 		d := newIT(t, conns, Config{ReclaimAfter: time.Hour})
 		startIT(t, d)
-		waitFor(t, 10*time.Second, "distributor active", d.Active)
+		testkit.Eventually(t, 10*time.Second, "distributor active", d.Active)
 		enqueue(t, conns, w1q, 1)
 		q1, err := conns.Queue(ctx, w1q)
 		if err != nil {
@@ -166,11 +143,11 @@ func TestReclaimedMessageKeepsItsDeliveryCount(t *testing.T) {
 		if ds, err := q1.Receive(ctx, 1, time.Millisecond); err != nil || len(ds) != 1 {
 			t.Fatalf("receive: %d, %v", len(ds), err)
 		}
-		waitFor(t, 10*time.Second, "the lease to end", func() bool { return counts(t, conns, w1q).Ready == 1 })
+		testkit.Eventually(t, 10*time.Second, "the lease to end", func() bool { return testkit.Count(t, conns, w1q).Ready == 1 })
 		s1 := bus.NewID()
 		d.onStarted(ctx, control.Started{WorkerID: "w1", Session: s1, Inbox: w1q, Threads: 1, SentAt: time.Now()})
 		d.onStopping(ctx, control.Stopping{WorkerID: "w1", Session: s1, Inbox: w1q, SentAt: time.Now()})
-		waitFor(t, 10*time.Second, "the message back in the inbox", func() bool { return counts(t, conns, itInbox).Ready == 1 })
+		testkit.Eventually(t, 10*time.Second, "the message back in the inbox", func() bool { return testkit.Count(t, conns, itInbox).Ready == 1 })
 		peekAttempts := func(uri string) int {
 			q, err := conns.Queue(ctx, uri)
 			if err != nil {
@@ -186,7 +163,7 @@ func TestReclaimedMessageKeepsItsDeliveryCount(t *testing.T) {
 			t.Fatalf("reclaimed message has %d deliveries, want 1", a)
 		}
 		d.onAvailable(ctx, control.ThreadAvailable{WorkerID: "w2", Session: bus.NewID(), Inbox: w2q, SentAt: time.Now(), ValidFor: time.Hour})
-		waitFor(t, 10*time.Second, "the message moved to w2", func() bool { return counts(t, conns, w2q).Total() == 1 })
+		testkit.Eventually(t, 10*time.Second, "the message moved to w2", func() bool { return testkit.Count(t, conns, w2q).Total() == 1 })
 		if a := peekAttempts(w2q); a != 1 {
 			t.Fatalf("message moved to w2 has %d deliveries, want 1", a)
 		}

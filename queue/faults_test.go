@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/internal/faultproxy"
-	"github.com/ferrybus/ferry/internal/logtest"
 	"github.com/ferrybus/ferry/internal/testdb"
 	"github.com/ferrybus/ferry/queue"
 )
@@ -119,7 +118,7 @@ func TestSessionDefaults(t *testing.T) {
 // the connection, and logs once that it answers again after the thaw.
 func TestFrozenDatabase(t *testing.T) {
 	p, dsn := faultproxy.Postgres(t, testdb.Postgres(t))
-	rec, log := logtest.New()
+	rec, log := testkit.NewLog()
 	// A short statement_timeout makes the answer timeout short too.
 	s, err := queue.Open(context.Background(), dsn+"&statement_timeout=1s", queue.Options{Name: "frozen", AutoMigrate: true, Logger: log})
 	if err != nil {

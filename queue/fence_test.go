@@ -2,23 +2,12 @@ package queue_test
 
 import (
 	"context"
-	"github.com/ferrybus/ferry/internal/testkit"
 	"testing"
 	"time"
 
 	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/internal/testkit"
 )
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 // A lock changes hands: the old holder's fenced move moves nothing, the new
 // holder's moves everything and keeps each message's delivery count.
@@ -32,7 +21,7 @@ func TestFencedMoveWithStaleTokenMovesNothing(t *testing.T) {
 		if ds, err := src.Receive(ctx, 1, time.Millisecond); err != nil || len(ds) != 1 {
 			t.Fatalf("receive: %v, %d", err, len(ds))
 		}
-		waitUntil(t, "the lease to end", func() bool {
+		testkit.Eventually(t, 20*time.Second, "the lease to end", func() bool {
 			c, err := src.Count(ctx)
 			return err == nil && c.Ready == 4
 		})
@@ -48,7 +37,7 @@ func TestFencedMoveWithStaleTokenMovesNothing(t *testing.T) {
 		if err != nil || old == 0 {
 			t.Fatalf("a: token %d, %v", old, err)
 		}
-		waitUntil(t, "a's lease to end", func() bool {
+		testkit.Eventually(t, 20*time.Second, "a's lease to end", func() bool {
 			var expires int64
 			err := testkit.SQLX(s).GetContext(ctx, &expires, testkit.SQLX(s).Rebind(`SELECT expires_at FROM ferry_locks WHERE name = ?`), "dist")
 			return err == nil && expires < time.Now().UnixMicro()
@@ -148,7 +137,7 @@ func testLockFreeWhenHolderSessionEnds(t *testing.T, dialect string) {
 		t.Fatal(err)
 	}
 	var t2 int64
-	waitUntil(t, "b to take the dead holder's lock", func() bool {
+	testkit.Eventually(t, 20*time.Second, "b to take the dead holder's lock", func() bool {
 		t2, err = s.AcquireLock(ctx, "l", "b", time.Hour)
 		return err == nil && t2 != 0
 	})

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -180,7 +181,7 @@ func TestMultiProcessSQLite(t *testing.T) {
 			}
 		}
 	}
-	mpWait(t, "both consumers to be ready", func() bool {
+	testkit.Eventually(t, 2*time.Minute, "both consumers to be ready", func() bool {
 		exited()
 		for _, c := range children {
 			if _, err := os.Stat(c.out + ".ready"); err != nil {
@@ -203,7 +204,7 @@ func TestMultiProcessSQLite(t *testing.T) {
 			t.Fatalf("Enqueue: %v", err)
 		}
 	}
-	mpWait(t, "each consumer to hold a batch", func() bool {
+	testkit.Eventually(t, 2*time.Minute, "each consumer to hold a batch", func() bool {
 		exited()
 		for _, c := range children {
 			if _, err := os.Stat(c.out + ".got"); err != nil {
@@ -215,7 +216,7 @@ func TestMultiProcessSQLite(t *testing.T) {
 	if err := os.WriteFile(goPath, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	mpWait(t, "the consumers to drain the queue", func() bool {
+	testkit.Eventually(t, 2*time.Minute, "the consumers to drain the queue", func() bool {
 		exited()
 		c, err := q.Count(ctx)
 		if err != nil {
@@ -266,15 +267,4 @@ func TestMultiProcessSQLite(t *testing.T) {
 		}
 	}
 	t.Logf("messages per consumer: %v", counts)
-}
-
-func mpWait(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

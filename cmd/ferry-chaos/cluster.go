@@ -17,6 +17,8 @@ import (
 	"time"
 
 	_ "github.com/lib/pq" // the PostgreSQL driver for the suite's own checks
+
+	"github.com/ferrybus/ferry/internal/testkit"
 )
 
 // cluster is a throwaway PostgreSQL cluster the suite creates on a free port,
@@ -214,19 +216,17 @@ func (c *cluster) createDB(ctx context.Context, db string) error {
 // waitAnswering polls with fresh connections until the database answers a
 // query, and returns when it first did.
 func waitAnswering(ctx context.Context, dsn string, timeout time.Duration) (time.Time, error) {
-	end := time.Now().Add(timeout)
-	for {
-		if err := ping(ctx, dsn); err == nil {
-			return time.Now(), nil
-		} else if time.Now().After(end) {
-			return time.Time{}, fmt.Errorf("database not answering after %s: %w", timeout, err)
-		}
-		select {
-		case <-ctx.Done():
+	var last error
+	if err := testkit.Poll(ctx, timeout, 20*time.Millisecond, func() bool {
+		last = ping(ctx, dsn)
+		return last == nil
+	}); err != nil {
+		if ctx.Err() != nil {
 			return time.Time{}, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
 		}
+		return time.Time{}, fmt.Errorf("database not answering after %s: %w", timeout, last)
 	}
+	return time.Now(), nil
 }
 
 func ping(ctx context.Context, dsn string) error {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 	_ "github.com/mattn/go-sqlite3" // the SQLite driver for the suite's own checks
 )
@@ -482,9 +483,8 @@ func (e *env) rows(ctx context.Context) (map[int]row, error) {
 // waitDrained waits until every message surely sent has been handled, up to
 // the deadline, and says whether it happened.
 func (e *env) waitDrained(ctx context.Context, timeout time.Duration) bool {
-	end := time.Now().Add(timeout)
 	next := 0
-	for {
+	return testkit.Poll(ctx, timeout, 100*time.Millisecond, func() bool {
 		sent := e.sender.sent()
 		for next < len(sent) {
 			if sent[next].IsZero() {
@@ -496,14 +496,8 @@ func (e *env) waitDrained(ctx context.Context, timeout time.Duration) bool {
 			}
 			next++
 		}
-		if next >= len(sent) {
-			return true
-		}
-		if time.Now().After(end) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return next >= len(sent)
+	}) == nil
 }
 
 // firstHandledSentAfter is how long after t the first message sent after t

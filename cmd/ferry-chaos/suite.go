@@ -13,6 +13,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/ferrybus/ferry/internal/testkit"
 )
 
 // options size and select the suite.
@@ -418,7 +420,7 @@ func faultDistributorKill(ctx context.Context, e *env) (string, error) {
 func faultStandby(ctx context.Context, e *env) (string, error) {
 	start := time.Now()
 	// d1 is alone, so it is the active one once messages flow.
-	if err := waitFor(ctx, 30*time.Second, func() bool { _, ok := e.firstHandledSentAfter(start); return ok }); err != nil {
+	if err := testkit.Poll(ctx, 30*time.Second, 50*time.Millisecond, func() bool { _, ok := e.firstHandledSentAfter(start); return ok }); err != nil {
 		return "", fmt.Errorf("no message handled before the standby started: %w", err)
 	}
 	if err := e.start("d2", "distributor", "--id", "d2"); err != nil {
@@ -607,20 +609,6 @@ func pct(a, b float64) float64 {
 func (e *env) waitFirstHandledSentAfter(ctx context.Context, t time.Time) (time.Duration, bool) {
 	var d time.Duration
 	var ok bool
-	_ = waitFor(ctx, e.opts.drainTimeout, func() bool { d, ok = e.firstHandledSentAfter(t); return ok })
+	_ = testkit.Poll(ctx, e.opts.drainTimeout, 50*time.Millisecond, func() bool { d, ok = e.firstHandledSentAfter(t); return ok })
 	return d, ok
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	end := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(end) {
-			return fmt.Errorf("not within %s", timeout)
-		}
-		if err := sleep(ctx, 50*time.Millisecond); err != nil {
-			return err
-		}
-	}
-	return nil
 }

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/internal/testkit"
 )
 
 // ferryBin is the binary built by TestMain.
@@ -650,17 +651,15 @@ func (p *proc) stop(timeout time.Duration) int {
 // test with what() then. Any process in procs exiting early fails it too.
 func waitFor(t *testing.T, timeout time.Duration, procs []*proc, cond func() bool, what func() string) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
+	if err := testkit.Poll(context.Background(), timeout, 20*time.Millisecond, func() bool {
 		for _, p := range procs {
 			if p.exited() {
 				t.Fatalf("%s exited early (%v) while waiting for: %s", p.name, p.err, what())
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for: %s", timeout, what())
-		}
-		time.Sleep(20 * time.Millisecond)
+		return cond()
+	}); err != nil {
+		t.Fatalf("timed out after %s waiting for: %s", timeout, what())
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -45,17 +46,14 @@ func TestErrorsPrintRemoteTextEscaped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if _, err := eq.Show(ctx, id); err == nil {
-			break
-		} else if !errors.Is(err, bus.ErrNotFound) {
+	if err := testkit.Poll(ctx, 30*time.Second, 10*time.Millisecond, func() bool {
+		_, err := eq.Show(ctx, id)
+		if err != nil && !errors.Is(err, bus.ErrNotFound) {
 			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("message %s not in the error queue after 30s (stats %+v)", id, ep.Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
+		return err == nil
+	}); err != nil {
+		t.Fatalf("message %s not in the error queue after 30s (stats %+v)", id, ep.Stats())
 	}
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

@@ -2,9 +2,12 @@ package faultproxy
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"testing"
 	"time"
+
+	"github.com/ferrybus/ferry/internal/testkit"
 )
 
 // echoServer answers each line with the same line.
@@ -119,10 +122,7 @@ func TestDropWhileFrozen(t *testing.T) {
 	p.Freeze()
 	c.Write([]byte("ping\n"))
 	// Wait until the proxy holds the connection, then drop it.
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Open() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	_ = testkit.Poll(context.Background(), 10*time.Second, 5*time.Millisecond, func() bool { return p.Open() > 0 })
 	p.DropAll()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := bufio.NewReader(c).ReadString('\n'); err == nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -181,11 +182,10 @@ func TestHTTPRedirectEndToEnd(t *testing.T) {
 				t.Fatal(err)
 			}
 			var fm *bus.FailedMessage
-			deadline := time.Now().Add(30 * time.Second)
-			for {
+			if err := testkit.Poll(ctx, 30*time.Second, 10*time.Millisecond, func() bool {
 				fm, err = eq.Show(ctx, id)
 				if err == nil {
-					break
+					return true
 				}
 				if !errors.Is(err, bus.ErrNotFound) {
 					t.Fatal(err)
@@ -193,10 +193,9 @@ func TestHTTPRedirectEndToEnd(t *testing.T) {
 				if st := ep.Stats(); st.Handled != 0 {
 					t.Fatalf("stats %+v: a redirected message counted as handled; target saw %v", st, srv.hits())
 				}
-				if time.Now().After(deadline) {
-					t.Fatalf("message %s not in the error queue after 30s; stats %+v, target saw %v", id, ep.Stats(), srv.hits())
-				}
-				time.Sleep(10 * time.Millisecond)
+				return false
+			}); err != nil {
+				t.Fatalf("message %s not in the error queue after 30s; stats %+v, target saw %v", id, ep.Stats(), srv.hits())
 			}
 			if fm.Envelope == nil || len(fm.Envelope.Failures) != 2 {
 				t.Fatalf("failed message %+v: want 2 failures", fm)

@@ -1,5 +1,6 @@
 // Package testkit holds the helpers ferry's tests share: waiting on a
-// condition with a deadline, raw SQL on a store, counting a queue.
+// condition with a deadline, raw SQL on a store, counting a queue,
+// recording what a component logged.
 package testkit
 
 import (
