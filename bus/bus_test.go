@@ -37,7 +37,7 @@ func TestSendRoutedAndExplicit(t *testing.T) {
 		if err := client.Send(ctx, OrderPlaced{ID: "o-2"}, bus.To("sql://default/orders")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "two orders handled", func() bool { return got.len() == 2 })
+		testkit.Eventually(t, 5*time.Second, "two orders handled", func() bool { return got.len() == 2 })
 		seen := map[string]float64{}
 		for i := range 2 {
 			env, o := got.get(i)
@@ -102,11 +102,11 @@ func TestPublishToSubscribers(t *testing.T) {
 		if err := pub.Publish(ctx, OrderAccepted{ID: "a-1"}); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "both subscribers receive", func() bool { return billing.len() == 1 && shipping.len() == 1 })
+		testkit.Eventually(t, 5*time.Second, "both subscribers receive", func() bool { return billing.len() == 1 && shipping.len() == 1 })
 
 		// A subscriber added while the publisher runs receives after the refresh interval.
 		sub("audit", &late)
-		eventually(t, 5*time.Second, "the late subscriber receives", func() bool {
+		testkit.Eventually(t, 5*time.Second, "the late subscriber receives", func() bool {
 			if err := pub.Publish(ctx, OrderAccepted{ID: "a-2"}); err != nil {
 				t.Fatal(err)
 			}
@@ -118,7 +118,7 @@ func TestPublishToSubscribers(t *testing.T) {
 			t.Errorf("late subscriber got %q", o.ID)
 		}
 		if billing.len() < 2 {
-			eventually(t, 5*time.Second, "billing gets later publishes too", func() bool { return billing.len() >= 2 })
+			testkit.Eventually(t, 5*time.Second, "billing gets later publishes too", func() bool { return billing.len() >= 2 })
 		}
 	})
 }
@@ -145,7 +145,7 @@ func TestReplyAndCorrelation(t *testing.T) {
 		if err := cep.Send(ctx, Ping{N: 41}, bus.CorrelationID("conv-7"), bus.Header("tenant", "acme")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "the reply", func() bool { return pongs.len() == 1 })
+		testkit.Eventually(t, 5*time.Second, "the reply", func() bool { return pongs.len() == 1 })
 		env, p := pongs.get(0)
 		if p.N != 42 {
 			t.Errorf("reply body %d, want 42", p.N)
@@ -182,7 +182,7 @@ func TestCausationChain(t *testing.T) {
 		if err := ep.Send(ctx, Ping{N: 1}, bus.To("sql://default/chain"), bus.Header("trace", "t-1")); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 5*time.Second, "the chain", func() bool { return second.len() == 1 })
+		testkit.Eventually(t, 5*time.Second, "the chain", func() bool { return second.len() == 1 })
 		a, _ := first.get(0)
 		b, _ := second.get(0)
 		if a.CorrelationID != a.ID {
@@ -239,7 +239,7 @@ func TestDeferAndExpiry(t *testing.T) {
 		if err := ep.Send(ctx, Ping{N: 1}, bus.To("sql://default/d"), bus.DeliverAt(at)); err != nil {
 			t.Fatal(err)
 		}
-		if c := counts(t, conns, "sql://default/d"); c.Deferred != 1 {
+		if c := testkit.Count(t, conns, "sql://default/d"); c.Deferred != 1 {
 			t.Errorf("deferred message counted %+v", c)
 		}
 		// Expired messages are dropped, not handled, and counted.
@@ -250,7 +250,7 @@ func TestDeferAndExpiry(t *testing.T) {
 		if s := ep.Stats(); s.Expired != 1 {
 			t.Errorf("stats %+v, want one expired", s)
 		}
-		eventually(t, 5*time.Second, "the deferred message", func() bool { return got.len() == 1 })
+		testkit.Eventually(t, 5*time.Second, "the deferred message", func() bool { return got.len() == 1 })
 		if h := time.UnixMicro(handledAt.Load()); h.Before(at) {
 			t.Errorf("deferred message handled at %v, before %v", h, at)
 		}
@@ -259,7 +259,7 @@ func TestDeferAndExpiry(t *testing.T) {
 			t.Errorf("handled %+v, deliverAt %v", p, env.DeliverAt)
 		}
 		// The handler has run; the ack follows it.
-		eventually(t, 5*time.Second, "the queue empty", func() bool { return counts(t, conns, "sql://default/d").Total() == 0 })
+		testkit.Eventually(t, 5*time.Second, "the queue empty", func() bool { return testkit.Count(t, conns, "sql://default/d").Total() == 0 })
 	})
 }
 
@@ -287,7 +287,7 @@ func TestPriorityHonoured(t *testing.T) {
 			return nil
 		})
 		start(t, conns, bus.Config{Name: "p", Inbox: inbox("p", 1)}, h)
-		eventually(t, 5*time.Second, "all handled", func() bool { return got.len() == 6 })
+		testkit.Eventually(t, 5*time.Second, "all handled", func() bool { return got.len() == 6 })
 		if env, p := got.get(0); p.N != 99 || env.Priority != 10 {
 			t.Errorf("first handled %+v priority %d, want the priority-10 message", p, env.Priority)
 		}
@@ -329,7 +329,7 @@ func TestTransactionalSend(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		if c := counts(t, conns, "sql://default/txq"); c.Ready != 1 {
+		if c := testkit.Count(t, conns, "sql://default/txq"); c.Ready != 1 {
 			t.Errorf("after one commit and one rollback the queue holds %+v, want 1 ready", c)
 		}
 	})
@@ -376,10 +376,10 @@ func TestTransactionalHandler(t *testing.T) {
 		if n != 1 || calls.Load() != 2 {
 			t.Errorf("effects %d after %d calls; want exactly 1 after 2", n, calls.Load())
 		}
-		if c := counts(t, conns, "sql://default/out"); c.Ready != 1 {
+		if c := testkit.Count(t, conns, "sql://default/out"); c.Ready != 1 {
 			t.Errorf("outgoing queue %+v, want exactly 1 message", c)
 		}
-		if c := counts(t, conns, "sql://default/txh"); c.Total() != 0 {
+		if c := testkit.Count(t, conns, "sql://default/txh"); c.Total() != 0 {
 			t.Errorf("inbox %+v, want empty", c)
 		}
 	})
@@ -402,7 +402,7 @@ func TestIdempotentReceive(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, 5*time.Second, "three deliveries settled", func() bool {
+		testkit.Eventually(t, 5*time.Second, "three deliveries settled", func() bool {
 			s := ep.Stats()
 			return s.Handled+s.Duplicates == 3
 		})
@@ -439,10 +439,10 @@ func TestBadMessagesReachErrorQueue(t *testing.T) {
 		for i := range 20 {
 			send(Ping{N: i})
 		}
-		eventually(t, 10*time.Second, "three messages in the error queue", func() bool {
-			return counts(t, conns, "sql://default/bad-error").Ready == 3
+		testkit.Eventually(t, 10*time.Second, "three messages in the error queue", func() bool {
+			return testkit.Count(t, conns, "sql://default/bad-error").Ready == 3
 		})
-		eventually(t, 5*time.Second, "the good messages handled", func() bool { return good.Load() == 20 })
+		testkit.Eventually(t, 5*time.Second, "the good messages handled", func() bool { return good.Load() == 20 })
 
 		errq, err := conns.Queue(ctx, "sql://default/bad-error")
 		if err != nil {
@@ -539,13 +539,13 @@ func TestStopReleasesWhatIsLeft(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, 5*time.Second, "four busy handlers", func() bool { return busy.Load() == 4 })
+		testkit.Eventually(t, 5*time.Second, "four busy handlers", func() bool { return busy.Load() == 4 })
 		stopCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
 		defer cancel()
 		if err := ep.Stop(stopCtx); err == nil {
 			t.Error("Stop with busy handlers past its deadline returned no error")
 		}
-		c := counts(t, conns, "sql://default/stop")
+		c := testkit.Count(t, conns, "sql://default/stop")
 		if c.InFlight != 0 || c.Ready != 6 {
 			t.Errorf("after Stop: %+v; want nothing leased and all 6 ready", c)
 		}
@@ -582,7 +582,7 @@ func TestStopWaitsForHandlers(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, 5*time.Second, "two busy handlers", func() bool { return started.Load() == 2 })
+		testkit.Eventually(t, 5*time.Second, "two busy handlers", func() bool { return started.Load() == 2 })
 		time.AfterFunc(100*time.Millisecond, func() { close(release) })
 		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
@@ -592,7 +592,7 @@ func TestStopWaitsForHandlers(t *testing.T) {
 		if s := ep.Stats(); s.Handled != 2 {
 			t.Errorf("handled %d, want 2", s.Handled)
 		}
-		if c := counts(t, conns, "sql://default/wait"); c.Total() != 0 {
+		if c := testkit.Count(t, conns, "sql://default/wait"); c.Total() != 0 {
 			t.Errorf("queue after graceful stop: %+v", c)
 		}
 	})
@@ -645,7 +645,7 @@ func TestPrefetchedMessagesBehindStuckHandlerAreGivenBack(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		eventually(t, 5*time.Second, "the first message in the stuck handler", func() bool { return first.Load() == 1 })
+		testkit.Eventually(t, 5*time.Second, "the first message in the stuck handler", func() bool { return first.Load() == 1 })
 
 		var others atomic.Int32
 		helper := bus.NewMux()
@@ -654,7 +654,7 @@ func TestPrefetchedMessagesBehindStuckHandlerAreGivenBack(t *testing.T) {
 			return nil
 		})
 		start(t, conns, bus.Config{Name: "helper", Inbox: inbox("stuckq", 2)}, helper)
-		eventually(t, 10*time.Second, "the four buffered messages handled by the other endpoint", func() bool { return others.Load() == 4 })
+		testkit.Eventually(t, 10*time.Second, "the four buffered messages handled by the other endpoint", func() bool { return others.Load() == 4 })
 		if first.Load() != 1 {
 			t.Errorf("the stuck endpoint started %d handlers, want 1", first.Load())
 		}

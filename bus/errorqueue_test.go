@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -271,12 +272,12 @@ func TestErrorQueueRetry(t *testing.T) {
 		if n != 0 || !errors.Is(err, bus.ErrNoSourceQueue) || !strings.Contains(err.Error(), "2 message(s)") {
 			t.Errorf("retry without a source: %d %v", n, err)
 		}
-		if c := counts(t, conns, errURI); c.Total() != 2 {
+		if c := testkit.Count(t, conns, errURI); c.Total() != 2 {
 			t.Errorf("error queue %+v, want r5 and r6 left", c)
 		}
 		// An explicit destination takes them.
 		n, err = eq.Retry(ctx, bus.Filter{IDs: []string{"r5"}}, bus.RetryOptions{To: "sql://default/manual"})
-		if err != nil || n != 1 || counts(t, conns, "sql://default/manual").Ready != 1 {
+		if err != nil || n != 1 || testkit.Count(t, conns, "sql://default/manual").Ready != 1 {
 			t.Errorf("retry r5 to manual: %d %v", n, err)
 		}
 		if _, err := eq.Retry(ctx, bus.Filter{}, bus.RetryOptions{To: "sql://nowhere/q"}); err == nil || !strings.Contains(err.Error(), "nowhere") {
@@ -328,10 +329,10 @@ func TestErrorQueueDiscard(t *testing.T) {
 		if err != nil || n != 2 || !slices.Equal(calls, []int{2}) {
 			t.Errorf("discard the rest: %d %v, progress %v", n, err, calls)
 		}
-		if c := counts(t, conns, errURI); c.Total() != 0 {
+		if c := testkit.Count(t, conns, errURI); c.Total() != 0 {
 			t.Errorf("error queue %+v, want empty", c)
 		}
-		if c := counts(t, conns, "sql://default/orders"); c.Total() != 0 {
+		if c := testkit.Count(t, conns, "sql://default/orders"); c.Total() != 0 {
 			t.Errorf("discard moved messages: orders %+v", c)
 		}
 	})
@@ -369,13 +370,13 @@ func TestErrorQueueRetryEndToEnd(t *testing.T) {
 		parked := func(n int64) func() bool {
 			return func() bool { return ep.Stats().Errored == n }
 		}
-		eventually(t, 10*time.Second, "three parked", parked(3))
+		testkit.Eventually(t, 10*time.Second, "three parked", parked(3))
 
 		// Still down, history kept: one more attempt, parked again at once.
 		if n, err := eq.Retry(ctx, bus.Filter{IDs: []string{"m1"}}, bus.RetryOptions{}); err != nil || n != 1 {
 			t.Fatalf("retry m1: %d %v", n, err)
 		}
-		eventually(t, 10*time.Second, "m1 parked again", parked(4))
+		testkit.Eventually(t, 10*time.Second, "m1 parked again", parked(4))
 		if got := calls.ids()["m1"]; got != maxAttempts+1 {
 			t.Errorf("m1 tried %d times, want %d", got, maxAttempts+1)
 		}
@@ -387,7 +388,7 @@ func TestErrorQueueRetryEndToEnd(t *testing.T) {
 		if n, err := eq.Retry(ctx, bus.Filter{IDs: []string{"m2"}}, bus.RetryOptions{ResetFailures: true}); err != nil || n != 1 {
 			t.Fatalf("retry m2: %d %v", n, err)
 		}
-		eventually(t, 10*time.Second, "m2 parked again", parked(5))
+		testkit.Eventually(t, 10*time.Second, "m2 parked again", parked(5))
 		if got := calls.ids()["m2"]; got != 2*maxAttempts {
 			t.Errorf("m2 tried %d times, want %d", got, 2*maxAttempts)
 		}
@@ -401,9 +402,9 @@ func TestErrorQueueRetryEndToEnd(t *testing.T) {
 		if err != nil || n != 3 {
 			t.Fatalf("retry all: %d %v", n, err)
 		}
-		eventually(t, 10*time.Second, "all handled", func() bool { return ep.Stats().Handled == 3 })
-		if handled.Load() != 3 || counts(t, conns, in.ErrorQueue).Total() != 0 || counts(t, conns, in.WorkQueue).Total() != 0 {
-			t.Errorf("handled %d; error queue %+v; work queue %+v", handled.Load(), counts(t, conns, in.ErrorQueue), counts(t, conns, in.WorkQueue))
+		testkit.Eventually(t, 10*time.Second, "all handled", func() bool { return ep.Stats().Handled == 3 })
+		if handled.Load() != 3 || testkit.Count(t, conns, in.ErrorQueue).Total() != 0 || testkit.Count(t, conns, in.WorkQueue).Total() != 0 {
+			t.Errorf("handled %d; error queue %+v; work queue %+v", handled.Load(), testkit.Count(t, conns, in.ErrorQueue), testkit.Count(t, conns, in.WorkQueue))
 		}
 	})
 }
@@ -449,10 +450,10 @@ func TestErrorQueueRetryBatched(t *testing.T) {
 			t.Errorf("retry the rest: %d in %d statements (%v), want %d in %d", n, statements, err, total/2, total/2/batch)
 		}
 		t.Logf("returned %d messages in %s", total, time.Since(started))
-		if a, b := counts(t, conns, "sql://default/src"), counts(t, conns, "sql://default/src-odd"); a.Ready != total/2 || b.Ready != total/2 {
+		if a, b := testkit.Count(t, conns, "sql://default/src"), testkit.Count(t, conns, "sql://default/src-odd"); a.Ready != total/2 || b.Ready != total/2 {
 			t.Errorf("source queues hold %+v and %+v", a, b)
 		}
-		if c := counts(t, conns, errURI); c.Total() != 0 {
+		if c := testkit.Count(t, conns, errURI); c.Total() != 0 {
 			t.Errorf("error queue %+v, want empty", c)
 		}
 	})

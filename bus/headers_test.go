@@ -53,10 +53,10 @@ func TestUndecodableHeadersParkedIntact(t *testing.T) {
 			return nil
 		})
 		ep := start(t, conns, bus.Config{Name: "rawh", Inbox: inbox("rawh", 2)}, mux)
-		eventually(t, 20*time.Second, "every malformed row in the error queue", func() bool {
-			return counts(t, conns, "sql://default/rawh-error").Total() == int64(len(raws))
+		testkit.Eventually(t, 20*time.Second, "every malformed row in the error queue", func() bool {
+			return testkit.Count(t, conns, "sql://default/rawh-error").Total() == int64(len(raws))
 		})
-		if c := counts(t, conns, "sql://default/rawh"); c.Total() != 0 {
+		if c := testkit.Count(t, conns, "sql://default/rawh"); c.Total() != 0 {
 			t.Errorf("inbox %+v, want empty", c)
 		}
 		eq, err := conns.Queue(ctx, "sql://default/rawh-error")
@@ -96,7 +96,7 @@ func TestUndecodableHeadersParkedIntact(t *testing.T) {
 			t.Errorf("handler ran %d times, want never", calls.Load())
 		}
 		// The counter moves just after the row does.
-		eventually(t, 10*time.Second, "every malformed row counted as errored", func() bool {
+		testkit.Eventually(t, 10*time.Second, "every malformed row counted as errored", func() bool {
 			return ep.Stats().Errored == int64(len(raws))
 		})
 		if s := ep.Stats(); s.Handled != 0 {

@@ -55,18 +55,6 @@ func inbox(name string, threads int) *bus.InboxConfig {
 	}
 }
 
-// eventually waits until cond holds, failing the test after timeout.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // recorder collects handled messages safely.
 type recorder[T any] struct {
 	mu   sync.Mutex
@@ -91,19 +79,6 @@ func (r *recorder[T]) get(i int) (bus.Envelope, T) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.msgs[i], r.vals[i]
-}
-
-func counts(t *testing.T, conns *queue.Connections, uri string) queue.Counts {
-	t.Helper()
-	q, err := conns.Queue(context.Background(), uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := q.Count(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c
 }
 
 type OrderPlaced struct {

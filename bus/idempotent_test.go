@@ -98,7 +98,7 @@ func TestIdempotentConcurrentCopiesTx(t *testing.T) {
 			defer cancel()
 			ep.Stop(sctx)
 		})
-		eventually(t, 20*time.Second, "three copies settled", func() bool {
+		testkit.Eventually(t, 20*time.Second, "three copies settled", func() bool {
 			s := ep.Stats()
 			return s.Handled+s.Duplicates+s.Failed >= 3
 		})
@@ -113,8 +113,8 @@ func TestIdempotentConcurrentCopiesTx(t *testing.T) {
 		if store.Dialect() == queue.Postgres && calls.Load() != 3 {
 			t.Errorf("handler ran %d times; the test wants the three copies handled concurrently", calls.Load())
 		}
-		eventually(t, 10*time.Second, "the inbox empty", func() bool {
-			return counts(t, conns, "sql://default/idem-tx").Total() == 0
+		testkit.Eventually(t, 10*time.Second, "the inbox empty", func() bool {
+			return testkit.Count(t, conns, "sql://default/idem-tx").Total() == 0
 		})
 	})
 }
@@ -136,15 +136,15 @@ func TestIdempotentConcurrentCopiesPlain(t *testing.T) {
 		cfg := inbox("idem-plain", 3)
 		cfg.Idempotent = true
 		ep := start(t, conns, bus.Config{Name: "idem-plain", Inbox: cfg}, mux)
-		eventually(t, 20*time.Second, "three copies settled", func() bool {
+		testkit.Eventually(t, 20*time.Second, "three copies settled", func() bool {
 			s := ep.Stats()
 			return s.Handled+s.Duplicates+s.Failed >= 3
 		})
 		if s := ep.Stats(); s.Handled != 1 || s.Duplicates != 2 {
 			t.Errorf("stats %+v; want 1 handled, 2 duplicates", s)
 		}
-		eventually(t, 10*time.Second, "the inbox empty", func() bool {
-			return counts(t, conns, "sql://default/idem-plain").Total() == 0
+		testkit.Eventually(t, 10*time.Second, "the inbox empty", func() bool {
+			return testkit.Count(t, conns, "sql://default/idem-plain").Total() == 0
 		})
 	})
 }

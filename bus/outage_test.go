@@ -2,13 +2,13 @@ package bus_test
 
 import (
 	"context"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/internal/faultproxy"
-	"github.com/ferrybus/ferry/internal/logtest"
 	"github.com/ferrybus/ferry/internal/testdb"
 	"github.com/ferrybus/ferry/queue"
 )
@@ -23,7 +23,7 @@ func TestReceiveRecoversPromptly(t *testing.T) {
 	direct := queue.NewConnections(map[string]string{"default": base}, queue.Options{AutoMigrate: true})
 	defer direct.Close()
 	p, proxied := faultproxy.Postgres(t, base)
-	rec, log := logtest.New()
+	rec, log := testkit.NewLog()
 	conns := queue.NewConnections(map[string]string{"default": proxied},
 		queue.Options{AutoMigrate: true, MaxPoll: 100 * time.Millisecond, Logger: log})
 	defer conns.Close()
@@ -57,15 +57,15 @@ func TestReceiveRecoversPromptly(t *testing.T) {
 	waitPing(1)
 	// Its ack goes out after the handler returns: let it through first, so
 	// that what the outage meets is the receive loop, not an ack.
-	eventually(t, 30*time.Second, "ping 1 acked", func() bool {
-		return counts(t, direct, "sql://default/pings").Total() == 0
+	testkit.Eventually(t, 30*time.Second, "ping 1 acked", func() bool {
+		return testkit.Count(t, direct, "sql://default/pings").Total() == 0
 	})
 
 	// The database goes away: open connections drop, new ones are refused.
 	p.Refuse()
 	p.DropAll()
 	// Enough retries for the backoff to have reached its cap.
-	eventually(t, 60*time.Second, "eight failed receives", func() bool {
+	testkit.Eventually(t, 60*time.Second, "eight failed receives", func() bool {
 		return len(rec.Matching("receive failed")) >= 8
 	})
 	p.Accept()

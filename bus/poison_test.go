@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"encoding/json"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -58,14 +59,14 @@ func TestInnocentBufferedMessageNotPoison(t *testing.T) {
 		cfg.Lease = 3 * time.Second
 		const maxAttempts = 3 // inbox() sets MaxAttempts 3
 		var ep *bus.Endpoint
-		parked := func() bool { return counts(t, conns, errorsURI).Total() > 0 }
+		parked := func() bool { return testkit.Count(t, conns, errorsURI).Total() > 0 }
 		for round := 1; ; round++ {
 			if round > maxAttempts+3 {
 				t.Fatalf("the poison message was not parked after %d crashes", round-1)
 			}
 			// Both visible again (their leases ended), so one receive takes both.
-			eventually(t, 20*time.Second, "both messages visible", func() bool {
-				return counts(t, conns, work).Ready == 2
+			testkit.Eventually(t, 20*time.Second, "both messages visible", func() bool {
+				return testkit.Count(t, conns, work).Ready == 2
 			})
 			ep, err = bus.New(ctx, conns, bus.Config{Name: "crashy", Inbox: cfg}, mux)
 			if err != nil {
@@ -75,7 +76,7 @@ func TestInnocentBufferedMessageNotPoison(t *testing.T) {
 				t.Fatal(err)
 			}
 			crashed := false
-			eventually(t, 20*time.Second, "the poison handler started or the message parked", func() bool {
+			testkit.Eventually(t, 20*time.Second, "the poison handler started or the message parked", func() bool {
 				select {
 				case <-entered:
 					crashed = true
@@ -88,7 +89,7 @@ func TestInnocentBufferedMessageNotPoison(t *testing.T) {
 				break
 			}
 			// The innocent message waits in the buffer (two leased) as the process dies.
-			if c := counts(t, conns, work); c.InFlight != 2 {
+			if c := testkit.Count(t, conns, work); c.InFlight != 2 {
 				t.Fatalf("round %d: inbox %+v, want both messages leased", round, c)
 			}
 			bus.Abandon(ep)
@@ -101,9 +102,9 @@ func TestInnocentBufferedMessageNotPoison(t *testing.T) {
 		select {
 		case <-handled:
 		case <-time.After(20 * time.Second):
-			t.Fatalf("the innocent message was not handled; error queue %+v", counts(t, conns, errorsURI))
+			t.Fatalf("the innocent message was not handled; error queue %+v", testkit.Count(t, conns, errorsURI))
 		}
-		eventually(t, 10*time.Second, "the inbox empty", func() bool { return counts(t, conns, work).Total() == 0 })
+		testkit.Eventually(t, 10*time.Second, "the inbox empty", func() bool { return testkit.Count(t, conns, work).Total() == 0 })
 		eq, err := conns.Queue(ctx, errorsURI)
 		if err != nil {
 			t.Fatal(err)

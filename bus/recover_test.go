@@ -374,11 +374,11 @@ func TestFailFirstAttemptsThenSucceed(t *testing.T) {
 		in.Retry = &bus.RetryPolicy{MaxAttempts: k + 1, Immediate: 1, Backoff: []time.Duration{20 * time.Millisecond}}
 		ep := start(t, conns, bus.Config{Name: "flaky", Inbox: in}, mux)
 		sendRaw(t, ep, in.WorkQueue, "job", "{}")
-		eventually(t, 10*time.Second, "the message handled", func() bool { return ep.Stats().Handled == 1 })
-		if c := counts(t, conns, in.WorkQueue); c.Total() != 0 {
+		testkit.Eventually(t, 10*time.Second, "the message handled", func() bool { return ep.Stats().Handled == 1 })
+		if c := testkit.Count(t, conns, in.WorkQueue); c.Total() != 0 {
 			t.Errorf("work queue %+v, want empty", c)
 		}
-		if c := counts(t, conns, in.ErrorQueue); c.Total() != 0 {
+		if c := testkit.Count(t, conns, in.ErrorQueue); c.Total() != 0 {
 			t.Errorf("error queue %+v, want empty", c)
 		}
 		if s := ep.Stats(); handled.Load() != 1 || calls.total() != k+1 || s.Retried != k || s.Failed != k || s.Errored != 0 {
@@ -409,8 +409,8 @@ func TestAttemptsDurableAcrossEndpoints(t *testing.T) {
 		for range messages {
 			sendRaw(t, eps[0], "sql://default/shared", "job", "{}")
 		}
-		eventually(t, 20*time.Second, "every message in the error queue", func() bool {
-			return counts(t, conns, "sql://default/shared-error").Ready == messages
+		testkit.Eventually(t, 20*time.Second, "every message in the error queue", func() bool {
+			return testkit.Count(t, conns, "sql://default/shared-error").Ready == messages
 		})
 		if n := calls.total(); n != maxAttempts*messages {
 			t.Errorf("%d attempts in all, want %d", n, maxAttempts*messages)
@@ -432,7 +432,7 @@ func TestAttemptsDurableAcrossEndpoints(t *testing.T) {
 			mu.Unlock()
 		}
 		// Each endpoint counts a move just after it commits.
-		eventually(t, 5*time.Second, "the three endpoints to count every move", func() bool {
+		testkit.Eventually(t, 5*time.Second, "the three endpoints to count every move", func() bool {
 			var errored int64
 			for _, ep := range eps {
 				errored += ep.Stats().Errored
@@ -469,7 +469,7 @@ func TestAttemptsDurableAcrossRestart(t *testing.T) {
 		}
 		sendRaw(t, first, "sql://default/restart", "job", "{}")
 		// Two attempts, then the message waits out its delay, released.
-		eventually(t, 10*time.Second, "two failures recorded", func() bool {
+		testkit.Eventually(t, 10*time.Second, "two failures recorded", func() bool {
 			ds := peekAll(t, conns, "sql://default/restart")
 			return len(ds) == 1 && ds[0].LeaseToken == 0 && len(failuresOf(t, ds[0])) == 2
 		})
@@ -482,7 +482,7 @@ func TestAttemptsDurableAcrossRestart(t *testing.T) {
 			t.Fatalf("%d attempts before the restart, want 2", n)
 		}
 		second := start(t, conns, bus.Config{Name: "second", Inbox: newInbox()}, mux)
-		eventually(t, 10*time.Second, "the error queue", func() bool { return second.Stats().Errored == 1 })
+		testkit.Eventually(t, 10*time.Second, "the error queue", func() bool { return second.Stats().Errored == 1 })
 		if n := calls.total(); n != maxAttempts {
 			t.Errorf("%d attempts in all across the restart, want %d", n, maxAttempts)
 		}
@@ -540,11 +540,11 @@ func TestRulesAndActions(t *testing.T) {
 		for _, typ := range []string{"audit.login", "orders.bad", "orders.slow", "boom", "first.match", "perm.discard", "perm.retry", "plain", "good"} {
 			sendRaw(t, ep, in.WorkQueue, typ, "{}")
 		}
-		eventually(t, 10*time.Second, "every message settled", func() bool {
+		testkit.Eventually(t, 10*time.Second, "every message settled", func() bool {
 			s := ep.Stats()
 			return s.Errored == 5 && s.Discarded == 3 && s.Handled == 1
 		})
-		if c := counts(t, conns, in.WorkQueue); c.Total() != 0 {
+		if c := testkit.Count(t, conns, in.WorkQueue); c.Total() != 0 {
 			t.Errorf("work queue %+v, want empty", c)
 		}
 		for typ, want := range map[string]int{
@@ -670,12 +670,12 @@ func TestBadInputMatrix(t *testing.T) {
 						wantDiscards++
 					}
 				}
-				eventually(t, 15*time.Second, "every message settled", func() bool {
+				testkit.Eventually(t, 15*time.Second, "every message settled", func() bool {
 					s := ep.Stats()
 					return good.Load() == goods && s.Errored == int64(wantErrors) && s.Discarded == int64(wantDiscards)
 				})
 				// The last good message's handler has run; its ack follows.
-				eventually(t, 5*time.Second, "the work queue empty", func() bool { return counts(t, conns, in.WorkQueue).Total() == 0 })
+				testkit.Eventually(t, 5*time.Second, "the work queue empty", func() bool { return testkit.Count(t, conns, in.WorkQueue).Total() == 0 })
 				if s := ep.Stats(); s.Expired != 1 {
 					t.Errorf("stats %+v: want 1 expired", s)
 				}

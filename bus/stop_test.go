@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"log/slog"
 	"strconv"
 	"strings"
@@ -116,8 +117,8 @@ func TestStopKeepsRenewingLeases(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Fatal("Stop did not return after the handler did")
 		}
-		eventually(t, 10*time.Second, "the inbox empty", func() bool {
-			return counts(t, conns, "sql://default/renew").Total() == 0
+		testkit.Eventually(t, 10*time.Second, "the inbox empty", func() bool {
+			return testkit.Count(t, conns, "sql://default/renew").Total() == 0
 		})
 		if s := first.Stats(); s.Handled != 1 {
 			t.Errorf("first endpoint stats %+v, want 1 handled", s)
@@ -176,16 +177,16 @@ func TestStopCountsReleasedMessages(t *testing.T) {
 					t.Fatal("the handler never started")
 				}
 				// One message in the handler, three waiting in the buffer.
-				eventually(t, 10*time.Second, "all four leased", func() bool {
-					return counts(t, conns, "sql://default/summary").InFlight == 4
+				testkit.Eventually(t, 10*time.Second, "all four leased", func() bool {
+					return testkit.Count(t, conns, "sql://default/summary").InFlight == 4
 				})
 				stopCtx, cancel := context.WithCancel(context.Background())
 				defer cancel()
 				stopped := make(chan error, 1)
 				go func() { stopped <- ep.Stop(stopCtx) }()
 				// The buffered three go back as soon as Stop begins.
-				eventually(t, 10*time.Second, "the buffered messages given back", func() bool {
-					return counts(t, conns, "sql://default/summary").Ready == 3
+				testkit.Eventually(t, 10*time.Second, "the buffered messages given back", func() bool {
+					return testkit.Count(t, conns, "sql://default/summary").Ready == 3
 				})
 				want := int64(3)
 				if deadline {
@@ -215,7 +216,7 @@ func TestStopCountsReleasedMessages(t *testing.T) {
 				if !strings.Contains(logs.String(), `"released":`+strconv.FormatInt(want, 10)+`,"stats"`) {
 					t.Errorf("the stop summary does not say %d released:\n%s", want, logs.String())
 				}
-				if c := counts(t, conns, "sql://default/summary"); c.InFlight != 0 || c.Total() != want {
+				if c := testkit.Count(t, conns, "sql://default/summary"); c.InFlight != 0 || c.Total() != want {
 					t.Errorf("inbox %+v after Stop, want nothing leased and %d messages", c, want)
 				}
 			})
