@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/distributor"
+	"github.com/ferrybus/ferry/internal/role"
 	"github.com/ferrybus/ferry/internal/testdb"
 	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
@@ -120,7 +121,16 @@ type workerOpts struct {
 	attempt func(n, attempt int)
 }
 
-func startWorker(t *testing.T, conns *queue.Connections, id string, o workerOpts) *worker.Worker {
+// testWorker is a started worker that a test can crash.
+type testWorker struct {
+	*worker.Worker
+	hooks *role.Hooks
+}
+
+// Abandon crashes the worker: no Stopping, its messages stay leased.
+func (w testWorker) Abandon() { w.hooks.Abandon() }
+
+func startWorker(t *testing.T, conns *queue.Connections, id string, o workerOpts) testWorker {
 	t.Helper()
 	ctx := context.Background()
 	mux := bus.NewMux()
@@ -133,9 +143,11 @@ func startWorker(t *testing.T, conns *queue.Connections, id string, o workerOpts
 	if o.interval == 0 {
 		o.interval = 200 * time.Millisecond
 	}
+	hooks := &role.Hooks{}
 	w, err := worker.New(ctx, conns, bus.Config{
 		Name:   id,
 		Logger: quiet,
+		Role:   hooks,
 		Inbox: &bus.InboxConfig{WorkQueue: "sql://default/worker-" + id + "-work", ErrorQueue: errorURI,
 			Threads: o.threads, Lease: o.lease},
 	}, mux, worker.Config{ID: id, DistributorControlQueue: controlURI, AvailabilityInterval: o.interval})
@@ -150,7 +162,7 @@ func startWorker(t *testing.T, conns *queue.Connections, id string, o workerOpts
 		defer cancel()
 		w.Stop(ctx)
 	})
-	return w
+	return testWorker{w, hooks}
 }
 
 func sendJobs(t *testing.T, conns *queue.Connections, from, to int) {

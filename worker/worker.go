@@ -74,7 +74,12 @@ func New(ctx context.Context, conns *queue.Connections, epCfg bus.Config, mux *b
 	if epCfg.Name == "" {
 		epCfg.Name = cfg.ID
 	}
-	hooks := &role.Hooks{}
+	// A role's hooks may come from ferry's own tests (the type is internal),
+	// which then crash the worker through hooks.Abandon.
+	hooks := epCfg.Role
+	if hooks == nil {
+		hooks = &role.Hooks{}
+	}
 	epCfg.Role = hooks
 	ep, err := bus.New(ctx, conns, epCfg, mux)
 	if err != nil {
@@ -91,6 +96,7 @@ func New(ctx context.Context, conns *queue.Connections, epCfg bus.Config, mux *b
 	}
 	hooks.Idle, hooks.ThreadBusy = w.threadsIdle, w.threadBusy
 	w.abandon = hooks.Abandon
+	hooks.Abandon = w.crash
 	return w, nil
 }
 
@@ -154,10 +160,10 @@ func (w *Worker) Stop(ctx context.Context) error {
 	return err
 }
 
-// Abandon stops the worker as a crash would, for failure tests: no
-// Stopping message, no more availabilities or heartbeats, and the messages
-// it holds stay leased until their leases end.
-func (w *Worker) Abandon() {
+// crash stops the worker as a crash would, for failure tests (through
+// role.Hooks.Abandon): no Stopping message, no more availabilities or
+// heartbeats, and the messages it holds stay leased until their leases end.
+func (w *Worker) crash() {
 	if w.stop == nil {
 		return
 	}

@@ -20,6 +20,7 @@ type Hooks struct {
 	// Abandon is set by bus.New: it stops the endpoint as a crash would,
 	// for failure tests. It stops receiving and cancels the handlers'
 	// context at once, and leaves every message the endpoint holds leased,
-	// to come back only when its lease ends.
+	// to come back only when its lease ends. worker.New replaces it with
+	// the crash of the whole worker (no Stopping, no more announcements).
 	Abandon func()
 }
