@@ -28,7 +28,7 @@ type dialectKind struct {
 	name       Dialect
 	schemes    []string // DSN prefixes, such as "postgres://"
 	open       func(dsn string) (dialect, error)
-	migrations func() fs.FS
+	migrations func() fs.FS // holding migrations/NNNN_name.sql
 	// transient classifies the driver's own errors: known is false for
 	// an error that is not the driver's.
 	transient    func(err error) (transient, known bool)

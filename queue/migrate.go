@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,8 +27,8 @@ func Migrations(d Dialect) ([]Migration, error) {
 	if !ok {
 		return nil, fmt.Errorf("queue: migrations of %s: unknown dialect", d)
 	}
-	files := kind.migrations()
-	entries, err := fs.ReadDir(files, ".")
+	files, dir := kind.migrations(), "migrations"
+	entries, err := fs.ReadDir(files, dir)
 	if err != nil {
 		return nil, fmt.Errorf("queue: migrations of %s: %w", d, err)
 	}
@@ -38,7 +39,7 @@ func Migrations(d Dialect) ([]Migration, error) {
 		if !ok || err != nil {
 			return nil, fmt.Errorf("queue: migration file %q is not named NNNN_name.sql", e.Name())
 		}
-		body, err := fs.ReadFile(files, e.Name())
+		body, err := fs.ReadFile(files, path.Join(dir, e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("queue: read migration %q: %w", e.Name(), err)
 		}

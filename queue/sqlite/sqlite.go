@@ -26,14 +26,8 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// Migrations is the schema, NNNN_name.sql files at the root.
-func Migrations() fs.FS {
-	sub, err := fs.Sub(migrationFiles, "migrations")
-	if err != nil {
-		panic(err) // the directory is embedded: cannot happen
-	}
-	return sub
-}
+// Migrations holds the schema: migrations/NNNN_name.sql.
+func Migrations() fs.FS { return migrationFiles }
 
 // Dialect is one store's SQLite file.
 type Dialect struct {
@@ -97,8 +91,13 @@ func (d *Dialect) Channel(context.Context, *sqlx.DB) (string, error) { return ""
 
 // Listen is never called (no channel); it listens to nothing.
 func (d *Dialect) Listen(string, string, string, *slog.Logger, func(string), func()) io.Closer {
-	return io.NopCloser(nil)
+	return noListener{}
 }
+
+// noListener is the listener of a database that has no channel.
+type noListener struct{}
+
+func (noListener) Close() error { return nil }
 
 // Prepares is false: measured, preparing gained nothing (see sqliteDSN).
 func (d *Dialect) Prepares() bool { return false }
