@@ -2,13 +2,9 @@ package queue
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
-
-	"github.com/lib/pq"
 )
 
 // DefaultBatchSize is how many rows one bulk statement touches at most when
@@ -49,48 +45,6 @@ func (o BulkOptions) done(n int) {
 	}
 }
 
-// LastRowID is the highest row id in the queue, or zero when it is empty.
-// Scans that must end under steady inflow stop there.
-func (q *sqlQueue) LastRowID(ctx context.Context) (int64, error) {
-	var id int64
-	if err := q.store.db.GetContext(ctx, &id, q.store.q.maxID, q.name); err != nil {
-		return 0, q.errorf("last row id", err)
-	}
-	return id, nil
-}
-
-// FindMessages returns the rows of this queue whose MessageID is one of
-// messageIDs, in row order, in any state, without leasing them. It runs one
-// SELECT per DefaultBatchSize ids.
-func (q *sqlQueue) FindMessages(ctx context.Context, messageIDs []string) ([]Delivery, error) {
-	var out []Delivery
-	for start := 0; start < len(messageIDs); start += DefaultBatchSize {
-		chunk := messageIDs[start:min(start+DefaultBatchSize, len(messageIDs))]
-		var (
-			query string
-			list  any
-		)
-		if q.store.dialect == Postgres {
-			query = `SELECT ` + deliveryColumns + ` FROM ferry_messages WHERE queue = $1 AND message_id = ANY($2::text[]) ORDER BY id`
-			list = pq.Array(chunk)
-		} else {
-			query = `SELECT ` + deliveryColumns + ` FROM ferry_messages WHERE queue = ? AND message_id IN (SELECT value FROM json_each(?)) ORDER BY id`
-			list = jsonList(chunk)
-		}
-		rows, err := q.store.db.QueryxContext(ctx, query, q.name, list)
-		if err != nil {
-			return nil, q.errorf("find messages", err)
-		}
-		ds, err := q.scan(rows)
-		if err != nil {
-			return nil, q.errorf("find messages", err)
-		}
-		out = append(out, ds...)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
-}
-
 // MoveRows moves the rows of this queue with the given row ids
 // (Delivery.ID) to dst and returns how many it moved. Rows that are leased
 // (a receiver holds them), gone or in another queue are skipped. Moved
@@ -105,9 +59,8 @@ func (q *sqlQueue) MoveRows(ctx context.Context, rowIDs []int64, dst Queue, opts
 	if dst == nil {
 		return 0, q.errorf("move rows", fmt.Errorf("no destination queue"))
 	}
-	same, local := dst.(*sqlQueue)
-	local = local && same.store == q.store
-	if local && same.name == q.name {
+	same := q.local(dst)
+	if same != nil && same.name == q.name {
 		return 0, q.errorf("move rows to "+dst.URI(), fmt.Errorf("source and destination are the same queue"))
 	}
 	total := 0
@@ -117,7 +70,7 @@ func (q *sqlQueue) MoveRows(ctx context.Context, rowIDs []int64, dst Queue, opts
 			n   int
 			err error
 		)
-		if local {
+		if same != nil {
 			n, err = q.moveRowsLocal(ctx, chunk, same, opts.DropHeaders)
 		} else {
 			n, err = q.moveRowsAcross(ctx, chunk, dst, opts.DropHeaders)
@@ -134,23 +87,8 @@ func (q *sqlQueue) MoveRows(ctx context.Context, rowIDs []int64, dst Queue, opts
 // moveRowsLocal moves one batch with a single UPDATE.
 func (q *sqlQueue) moveRowsLocal(ctx context.Context, ids []int64, dst *sqlQueue, drop []string) (int, error) {
 	now := micros(time.Now())
-	var (
-		query string
-		args  []any
-	)
-	if q.store.dialect == Postgres {
-		query = `UPDATE ferry_messages SET queue = $1, visible_at = $2, lease_token = 0, attempts = 0, started = 0,
- headers = (headers::jsonb - $3::text[])::text
-WHERE queue = $4 AND id = ANY($5::bigint[]) AND (lease_token = 0 OR visible_at <= $2)`
-		args = []any{dst.name, now, pq.Array(nonNil(drop)), q.name, pq.Array(ids)}
-	} else {
-		query = `UPDATE ferry_messages SET queue = ?, visible_at = ?, lease_token = 0, attempts = 0, started = 0,
- headers = COALESCE((SELECT json_group_object(key, value) FROM json_each(ferry_messages.headers)
-   WHERE key NOT IN (SELECT value FROM json_each(?))), '{}')
-WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) AND (lease_token = 0 OR visible_at <= ?)`
-		args = []any{dst.name, now, jsonList(drop), q.name, jsonList(ids), now}
-	}
-	res, err := q.store.exec(ctx, query, args...)
+	d := q.store.d
+	res, err := q.store.exec(ctx, q.store.q.moveRows, dst.name, now, d.TextList(drop), q.name, d.IDList(ids), now)
 	if err != nil {
 		return 0, q.errorf(fmt.Sprintf("move %d rows to %s", len(ids), dst.URI()), err)
 	}
@@ -206,23 +144,8 @@ func (q *sqlQueue) moveRowsAcross(ctx context.Context, ids []int64, dst Queue, d
 func (q *sqlQueue) leaseRows(ctx context.Context, ids []int64) ([]Delivery, int64, error) {
 	now := time.Now()
 	token := newLeaseToken()
-	var (
-		query string
-		args  []any
-	)
-	if q.store.dialect == Postgres {
-		query = `UPDATE ferry_messages SET lease_token = $1, visible_at = $2
-WHERE queue = $3 AND id = ANY($4::bigint[]) AND (lease_token = 0 OR visible_at <= $5)
-RETURNING ` + deliveryColumns
-		args = []any{token, micros(now.Add(crossLease)), q.name, pq.Array(ids), micros(now)}
-	} else {
-		query = `UPDATE ferry_messages SET lease_token = ?, visible_at = ?
-WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) AND (lease_token = 0 OR visible_at <= ?)
-RETURNING ` + deliveryColumns
-		args = []any{token, micros(now.Add(crossLease)), q.name, jsonList(ids), micros(now)}
-	}
 	unlock := q.store.lockWrites()
-	rows, err := q.store.db.QueryxContext(ctx, query, args...)
+	rows, err := q.store.db.QueryxContext(ctx, q.store.q.leaseRows, token, micros(now.Add(crossLease)), q.name, q.store.d.IDList(ids), micros(now))
 	if err != nil {
 		unlock()
 		return nil, 0, fmt.Errorf("lease: %w", err)
@@ -238,18 +161,7 @@ RETURNING ` + deliveryColumns
 
 // deleteLeasedRows deletes the rows among ids still leased under token.
 func (q *sqlQueue) deleteLeasedRows(ctx context.Context, ids []int64, token int64) (int, error) {
-	var (
-		query string
-		list  any
-	)
-	if q.store.dialect == Postgres {
-		query = `DELETE FROM ferry_messages WHERE lease_token = $1 AND id = ANY($2::bigint[])`
-		list = pq.Array(ids)
-	} else {
-		query = `DELETE FROM ferry_messages WHERE lease_token = ? AND id IN (SELECT value FROM json_each(?))`
-		list = jsonList(ids)
-	}
-	res, err := q.store.exec(ctx, query, token, list)
+	res, err := q.store.exec(ctx, q.store.q.deleteLeasedRows, token, q.store.d.IDList(ids))
 	if err != nil {
 		return 0, fmt.Errorf("delete: %w", err)
 	}
@@ -259,18 +171,7 @@ func (q *sqlQueue) deleteLeasedRows(ctx context.Context, ids []int64, token int6
 
 // unleaseRows makes the rows among ids leased under token visible again.
 func (q *sqlQueue) unleaseRows(ctx context.Context, ids []int64, token int64) (int, error) {
-	var (
-		query string
-		list  any
-	)
-	if q.store.dialect == Postgres {
-		query = `UPDATE ferry_messages SET lease_token = 0, visible_at = $1 WHERE lease_token = $2 AND id = ANY($3::bigint[])`
-		list = pq.Array(ids)
-	} else {
-		query = `UPDATE ferry_messages SET lease_token = 0, visible_at = ? WHERE lease_token = ? AND id IN (SELECT value FROM json_each(?))`
-		list = jsonList(ids)
-	}
-	res, err := q.store.exec(ctx, query, micros(time.Now()), token, list)
+	res, err := q.store.exec(ctx, q.store.q.unleaseRows, micros(time.Now()), token, q.store.d.IDList(ids))
 	if err != nil {
 		return 0, fmt.Errorf("give back: %w", err)
 	}
@@ -286,18 +187,7 @@ func (q *sqlQueue) DeleteRows(ctx context.Context, rowIDs []int64, opts BulkOpti
 	for start := 0; start < len(rowIDs); start += opts.batch() {
 		chunk := rowIDs[start:min(start+opts.batch(), len(rowIDs))]
 		now := micros(time.Now())
-		var (
-			query string
-			args  []any
-		)
-		if q.store.dialect == Postgres {
-			query = `DELETE FROM ferry_messages WHERE queue = $1 AND id = ANY($2::bigint[]) AND (lease_token = 0 OR visible_at <= $3)`
-			args = []any{q.name, pq.Array(chunk), now}
-		} else {
-			query = `DELETE FROM ferry_messages WHERE queue = ? AND id IN (SELECT value FROM json_each(?)) AND (lease_token = 0 OR visible_at <= ?)`
-			args = []any{q.name, jsonList(chunk), now}
-		}
-		res, err := q.store.exec(ctx, query, args...)
+		res, err := q.store.exec(ctx, q.store.q.deleteRows, q.name, q.store.d.IDList(chunk), now)
 		if err != nil {
 			return total, q.errorf(fmt.Sprintf("delete %d rows", len(chunk)), err)
 		}
@@ -306,33 +196,4 @@ func (q *sqlQueue) DeleteRows(ctx context.Context, rowIDs []int64, opts BulkOpti
 		opts.done(int(n))
 	}
 	return total, nil
-}
-
-// jsonList encodes ids or names as a JSON array, the one parameter SQLite's
-// json_each turns into a set: the statement's text is the same for any count.
-func jsonList[T int64 | string](xs []T) string {
-	if len(xs) == 0 {
-		return "[]"
-	}
-	if ints, ok := any(xs).([]int64); ok {
-		var b strings.Builder
-		b.WriteByte('[')
-		for i, x := range ints {
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			fmt.Fprint(&b, x)
-		}
-		b.WriteByte(']')
-		return b.String()
-	}
-	out, _ := json.Marshal(xs) // strings always encode
-	return string(out)
-}
-
-func nonNil(s []string) []string {
-	if s == nil {
-		return []string{}
-	}
-	return s
 }

@@ -2,39 +2,16 @@ package queue
 
 import (
 	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"maps"
 	"time"
 )
 
 // Fenced moves: the distributor's moves and reclaims, which must stop the
 // moment its lock changes hands, and which keep each message's delivery
 // count (a message given back by a worker is a redelivery wherever it goes).
-
-// The fence check, in the moving statement: on PostgreSQL FOR SHARE makes a
-// concurrent change of hands wait for the move, or the move see it.
-const (
-	fencePG     = ` AND EXISTS (SELECT 1 FROM ferry_locks WHERE name = ? AND token = ? FOR SHARE)`
-	fenceSQLite = ` AND EXISTS (SELECT 1 FROM ferry_locks WHERE name = ? AND token = ?)`
-)
-
-func fencedMoveStatements(st statements) (plain, notify string) {
-	if st.dialect == Postgres {
-		plain = st.rebind(`UPDATE ferry_messages m SET queue = ?, lease_token = 0, headers = (m.headers::jsonb || ?::jsonb)::text
-FROM (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
-      ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED) picked
-WHERE m.id = picked.id` + fencePG)
-		notify = st.rebind(`WITH moved AS (UPDATE ferry_messages m SET queue = ?, lease_token = 0, headers = (m.headers::jsonb || ?::jsonb)::text
-FROM (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
-      ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED) picked
-WHERE m.id = picked.id` + fencePG + ` RETURNING 1),
-counted AS (SELECT COUNT(*) AS n FROM moved)
-SELECT counted.n FROM counted LEFT JOIN LATERAL (SELECT pg_notify(?, ?) WHERE counted.n > 0) woke ON true`)
-		return plain, notify
-	}
-	plain = `UPDATE ferry_messages SET queue = ?, lease_token = 0, headers = json_patch(headers, ?)
-WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
-      ORDER BY priority DESC, id LIMIT ?)` + fenceSQLite
-	return plain, ""
-}
 
 // MoveReadyFenced is MoveReady for the holder of a lock: the move happens
 // only while fence still holds, checked in the moving statement itself: once
@@ -48,8 +25,8 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 	if limit <= 0 {
 		return 0, nil
 	}
-	same, ok := dst.(*sqlQueue)
-	if !ok || same.store != q.store || fence.store != q.store {
+	same := q.local(dst)
+	if same == nil || fence.store != q.store {
 		held, err := fence.Held(ctx)
 		if err != nil {
 			return 0, q.errorf("move to "+dst.URI(), err)
@@ -64,15 +41,14 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 	if err != nil {
 		return 0, q.errorf("move to "+dst.URI(), err)
 	}
-	plain, notify := fencedMoveStatements(q.store.q)
 	now := micros(time.Now())
 	var n int
-	if q.store.dialect == Postgres {
+	if q.store.q.fencedNotifies {
 		q.store.ops.Add(1)
 		// Prepared, like the unfenced move: the server plans it once per connection.
-		err := q.store.consumeQueryRow(ctx, notify, same.name, patch, q.name, now, limit,
+		err := q.store.consumeQueryRow(ctx, q.store.q.moveFenced, same.name, patch, q.name, now, limit,
 			fence.name, fence.token, q.store.channel, same.name).Scan(&n)
-		if malformedHeadersErr(err) {
+		if q.store.d.IsMalformedJSON(err) {
 			n, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence)
 		}
 		if err != nil {
@@ -82,9 +58,9 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 			q.store.signals.fire(same.name)
 		}
 	} else {
-		res, err := q.store.execConsume(ctx, plain, same.name, patch, q.name, now, limit, fence.name, fence.token)
+		res, err := q.store.execConsume(ctx, q.store.q.moveFenced, same.name, patch, q.name, now, limit, fence.name, fence.token)
 		switch {
-		case malformedHeadersErr(err):
+		case q.store.d.IsMalformedJSON(err):
 			if n, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence); err != nil {
 				return 0, q.errorf("move to "+dst.URI(), err)
 			}
@@ -101,4 +77,58 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 	// Nothing moved may mean a lost lock: the holder learns it at its next
 	// renewal, and meanwhile moves nothing, which is all the fence is for.
 	return n, nil
+}
+
+// moveFencedRows is the fenced move row by row, for when the bulk statement
+// failed on a row with malformed headers (written by a producer other than
+// ferry): the headers are merged in Go, and a row whose headers cannot be
+// decoded moves with them untouched, byte for byte, for its receiver to park
+// as a decode failure. One transaction: the fence is checked in it, with the
+// rows locked.
+func (q *sqlQueue) moveFencedRows(ctx context.Context, dst *sqlQueue, limit int, setHeaders map[string]string, fence Fence) (int, error) {
+	s := q.store
+	defer s.lockWrites()()
+	tx, err := s.consume.BeginTxx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	s.ops.Add(1)
+	var held int
+	switch err := tx.GetContext(ctx, &held, s.q.fenceCheck, fence.name, fence.token); {
+	case errors.Is(err, sql.ErrNoRows):
+		return 0, nil // the lock changed hands: move nothing
+	case err != nil:
+		return 0, fmt.Errorf("fence: %w", err)
+	}
+	var rows []struct {
+		ID      int64  `db:"id"`
+		Headers string `db:"headers"`
+	}
+	s.ops.Add(1)
+	if err := tx.SelectContext(ctx, &rows, s.q.fencePick, q.name, micros(time.Now()), limit); err != nil {
+		return 0, fmt.Errorf("pick rows: %w", err)
+	}
+	for _, r := range rows {
+		headers := r.Headers
+		if h, err := decodeHeaders(r.Headers); err == nil {
+			merged := make(map[string]string, len(h)+len(setHeaders))
+			maps.Copy(merged, h)
+			maps.Copy(merged, setHeaders)
+			if headers, err = encodeHeaders(merged); err != nil {
+				return 0, err
+			}
+		}
+		s.ops.Add(1)
+		if _, err := tx.ExecContext(ctx, s.q.fenceMoveRow, dst.name, headers, r.ID); err != nil {
+			return 0, fmt.Errorf("move row %d: %w", r.ID, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, err
+	}
+	if len(rows) > 0 {
+		s.notify(ctx, dst.name)
+	}
+	return len(rows), nil
 }

@@ -13,8 +13,7 @@ import (
 // PostgreSQL the others wait for it at the INSERT, on SQLite the write lock
 // orders them), so only that one should commit its effects.
 func (s *sqlStore) ClaimHandledTx(ctx context.Context, tx Execer, endpoint, messageID string) (bool, error) {
-	res, err := tx.ExecContext(ctx, s.db.Rebind(`INSERT INTO ferry_handled (endpoint, message_id, handled_at) VALUES (?, ?, ?)
-ON CONFLICT (endpoint, message_id) DO NOTHING`), endpoint, messageID, micros(time.Now()))
+	res, err := tx.ExecContext(ctx, s.q.claimHandled, endpoint, messageID, micros(time.Now()))
 	if err != nil {
 		return false, fmt.Errorf("queue: mark %s handled by %s: %w", messageID, endpoint, err)
 	}
@@ -23,4 +22,33 @@ ON CONFLICT (endpoint, message_id) DO NOTHING`), endpoint, messageID, micros(tim
 		return false, fmt.Errorf("queue: mark %s handled by %s: rows affected: %w", messageID, endpoint, err)
 	}
 	return n == 1, nil
+}
+
+// Handled reports whether endpoint has recorded messageID as handled.
+func (s *sqlStore) Handled(ctx context.Context, endpoint, messageID string) (bool, error) {
+	var n int
+	err := s.db.GetContext(ctx, &n, s.q.handled, endpoint, messageID)
+	if err != nil {
+		return false, fmt.Errorf("queue: read handled %s/%s: %w", endpoint, messageID, err)
+	}
+	return n > 0, nil
+}
+
+// MarkHandledTx records messageID as handled by endpoint inside tx.
+func (s *sqlStore) MarkHandledTx(ctx context.Context, tx Execer, endpoint, messageID string) error {
+	_, err := tx.ExecContext(ctx, s.q.claimHandled, endpoint, messageID, micros(time.Now()))
+	if err != nil {
+		return fmt.Errorf("queue: mark %s handled by %s: %w", messageID, endpoint, err)
+	}
+	return nil
+}
+
+// ForgetHandled deletes handled records older than before and returns how
+// many it deleted.
+func (s *sqlStore) ForgetHandled(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.exec(ctx, s.q.forgetHandled, micros(before))
+	if err != nil {
+		return 0, fmt.Errorf("queue: forget handled records: %w", err)
+	}
+	return res.RowsAffected()
 }

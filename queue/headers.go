@@ -3,8 +3,21 @@ package queue
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"unicode/utf8"
 )
+
+// encodeHeaders writes the headers column: a flat JSON object of strings.
+func encodeHeaders(h map[string]string) (string, error) {
+	if len(h) == 0 {
+		return "{}", nil
+	}
+	b, err := json.Marshal(h)
+	if err != nil {
+		return "", fmt.Errorf("headers: %w", err)
+	}
+	return string(b), nil
+}
 
 // decodeHeaders parses the headers column: a flat JSON object of strings,
 // as encodeHeaders writes it (or PostgreSQL's jsonb, with a space after ':'

@@ -2,18 +2,15 @@ package queue
 
 import (
 	"context"
-	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 )
-
-//go:embed migrations/postgres/*.sql migrations/sqlite/*.sql
-var migrationFiles embed.FS
 
 // Migration is one versioned schema change embedded in the binary.
 type Migration struct {
@@ -23,9 +20,15 @@ type Migration struct {
 }
 
 // Migrations lists the embedded migrations of a dialect, oldest first.
+// Each dialect's package embeds its own (queue/postgres/migrations,
+// queue/sqlite/migrations).
 func Migrations(d Dialect) ([]Migration, error) {
-	dir := "migrations/" + string(d)
-	entries, err := migrationFiles.ReadDir(dir)
+	kind, ok := kindOf(d)
+	if !ok {
+		return nil, fmt.Errorf("queue: migrations of %s: unknown dialect", d)
+	}
+	files, dir := kind.migrations(), "migrations"
+	entries, err := fs.ReadDir(files, dir)
 	if err != nil {
 		return nil, fmt.Errorf("queue: migrations of %s: %w", d, err)
 	}
@@ -36,7 +39,7 @@ func Migrations(d Dialect) ([]Migration, error) {
 		if !ok || err != nil {
 			return nil, fmt.Errorf("queue: migration file %q is not named NNNN_name.sql", e.Name())
 		}
-		body, err := migrationFiles.ReadFile(path.Join(dir, e.Name()))
+		body, err := fs.ReadFile(files, path.Join(dir, e.Name()))
 		if err != nil {
 			return nil, fmt.Errorf("queue: read migration %q: %w", e.Name(), err)
 		}
@@ -46,8 +49,8 @@ func Migrations(d Dialect) ([]Migration, error) {
 	return out, nil
 }
 
-// Migrate applies the embedded migrations that the database lacks and
-// returns how many it applied. It is safe to run twice, and from several
+// Migrate applies the embedded migrations that the database lacks (see
+// MigrateCount for how many). It is safe to run twice, and from several
 // processes at once: a lock (an advisory lock on PostgreSQL, the write lock
 // on SQLite) lets one apply them while the others wait and then find nothing
 // left to do.
@@ -58,7 +61,7 @@ func (s *sqlStore) Migrate(ctx context.Context) error {
 
 // MigrateCount is Migrate that also reports how many migrations it applied.
 func (s *sqlStore) MigrateCount(ctx context.Context) (int, error) {
-	migs, err := Migrations(s.dialect)
+	migs, err := Migrations(s.kind)
 	if err != nil {
 		return 0, err
 	}
@@ -68,18 +71,16 @@ func (s *sqlStore) MigrateCount(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("queue: migrate: begin: %w", err)
 	}
 	defer tx.Rollback()
-	if s.dialect == Postgres {
-		// Scoped to the schema, so tests in separate schemas do not wait on each other.
-		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.ferry_migrations'))`); err != nil {
+	if s.q.migrateLock != "" {
+		if _, err := tx.ExecContext(ctx, s.q.migrateLock); err != nil {
 			return 0, fmt.Errorf("queue: migrate: lock: %w", err)
 		}
 	}
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS ferry_migrations (
-version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); err != nil {
+	if _, err := tx.ExecContext(ctx, s.q.migrateCreate); err != nil {
 		return 0, fmt.Errorf("queue: migrate: create ferry_migrations: %w", err)
 	}
 	var have []int
-	if err := tx.SelectContext(ctx, &have, "SELECT version FROM ferry_migrations"); err != nil {
+	if err := tx.SelectContext(ctx, &have, s.q.migrateRead); err != nil {
 		return 0, fmt.Errorf("queue: migrate: read versions: %w", err)
 	}
 	done := map[int]bool{}
@@ -94,7 +95,7 @@ version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)`); 
 		if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
 			return 0, fmt.Errorf("queue: migration %s: %w", m.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, s.db.Rebind("INSERT INTO ferry_migrations (version, name, applied_at) VALUES (?, ?, ?)"),
+		if _, err := tx.ExecContext(ctx, s.q.migrateRecord,
 			m.Version, m.Name, micros(time.Now())); err != nil {
 			return 0, fmt.Errorf("queue: record migration %s: %w", m.Name, err)
 		}
@@ -112,12 +113,12 @@ var ErrUnmigrated = errors.New("database schema not migrated")
 
 // PendingMigrations lists the embedded migrations the database lacks.
 func (s *sqlStore) PendingMigrations(ctx context.Context) ([]Migration, error) {
-	migs, err := Migrations(s.dialect)
+	migs, err := Migrations(s.kind)
 	if err != nil {
 		return nil, err
 	}
 	var have []int
-	if err := s.db.SelectContext(ctx, &have, "SELECT version FROM ferry_migrations"); err != nil {
+	if err := s.db.SelectContext(ctx, &have, s.q.migrateRead); err != nil {
 		// Only a missing table means an unmigrated schema: a connection
 		// reset or a timeout says nothing about the schema.
 		if IsMissingTable(err) {

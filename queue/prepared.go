@@ -8,8 +8,8 @@ import (
 )
 
 // preparedStmts caches the consume pool's hot statements, prepared once per
-// store on PostgreSQL so the server parses and plans them once per
-// connection instead of on every call.
+// store where the dialect prepares (PostgreSQL), so the server parses and
+// plans them once per connection instead of on every call.
 type preparedStmts struct {
 	mu sync.Mutex
 	m  map[string]*sqlx.Stmt
@@ -18,7 +18,7 @@ type preparedStmts struct {
 // prepared returns query prepared on the consume pool, or nil where
 // statements are not prepared (SQLite, Options.NoPrepare) or preparing failed.
 func (s *sqlStore) prepared(query string) *sqlx.Stmt {
-	if s.dialect != Postgres || s.opts.NoPrepare {
+	if !s.prepare {
 		return nil
 	}
 	s.stmts.mu.Lock()

@@ -6,6 +6,12 @@
 // one database is a single UPDATE. Queues are addressed by URIs of the form
 // sql://CONNECTION/QUEUE, where CONNECTION names an entry of a [Connections]
 // map (postgres://… or sqlite://PATH).
+//
+// The SQL engine here (Open, the store and its queues) is the same for
+// every database. What differs — statements, migrations, pools, wake-ups
+// across processes, session locks, error classification — is in one
+// package per database, queue/postgres and queue/sqlite, behind the
+// engine's dialect interface (dialect.go).
 package queue
 
 import (

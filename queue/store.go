@@ -2,31 +2,16 @@ package queue
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
-	"net/url"
-	"regexp"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
-)
-
-// Dialect names the SQL database behind a store.
-type Dialect string
-
-// The supported dialects.
-const (
-	Postgres Dialect = "postgres"
-	SQLite   Dialect = "sqlite"
 )
 
 // ErrConnect is returned (wrapped) when a store's database cannot be reached.
@@ -59,106 +44,90 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// Store is one database holding any number of queues.
+// sqlStore is a database holding queues: the SQL engine, the same for
+// every database, driven by its dialect. It implements [Store].
 type sqlStore struct {
 	db *sqlx.DB
-	// consume runs leases, acks, releases and moves. On PostgreSQL it is a
-	// second pool whose sessions commit asynchronously (unless
-	// Options.SyncConsume): those writes need not wait for a WAL flush,
-	// because losing the last of them in a server crash only redelivers
-	// messages. Enqueues and callers' transactions use db, durably.
+	// consume runs leases, acks, releases and moves. Where the dialect has
+	// one (PostgreSQL) it is a second pool whose sessions commit
+	// asynchronously (unless Options.SyncConsume): those writes need not
+	// wait for a WAL flush, because losing the last of them in a server
+	// crash only redelivers messages. Enqueues and callers' transactions
+	// use db, durably. Otherwise it is db.
 	consume *sqlx.DB
 	stmts   preparedStmts
-	dialect Dialect
+	kind    Dialect
+	d       dialect
 	dsn     string // as given, for errors and logs (redacted)
-	pgDSN   string // with ferry's session defaults (postgresDSN)
 	opts    Options
 	log     *slog.Logger
 	q       statements
+	// prepare is whether the hot statements are prepared (dialect.Prepares
+	// and not Options.NoPrepare).
+	prepare bool
 
-	// writeMu serialises this process's writes to a SQLite file, so that
-	// SQLite's busy handler is needed only between processes.
-	writeMu sync.Mutex
+	// writeMu serialises this process's writes where the dialect needs it
+	// (SQLite), so that its busy handler is needed only between processes.
+	writeMu      sync.Mutex
+	serialWrites bool
 
 	// ops counts the statements sent for queue operations (round trips).
 	ops atomic.Int64
 
 	signals  *signals
-	channel  string // PostgreSQL NOTIFY channel of this schema
+	channel  string // the dialect's wake-up channel; "" when it has none
 	listenMu sync.Mutex
-	listener *pq.Listener
-	health   *health // PostgreSQL health checks, started with the listener
+	listener io.Closer // the dialect's LISTEN connection, started on first Wake
 }
 
 // Open connects to a store. dsn is postgres://… (or postgresql://…) for
 // PostgreSQL, or sqlite://PATH for a SQLite file (created when missing).
 func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
-	s := &sqlStore{dsn: dsn, opts: opts, signals: newSignals()}
+	kind, ok := dialectOf(dsn)
+	if !ok {
+		return nil, fmt.Errorf("queue: connection %q: want postgres://… or sqlite://PATH", RedactDSN(dsn))
+	}
+	d, err := kind.open(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("queue: %w", err)
+	}
+	s := &sqlStore{kind: kind.name, d: d, dsn: dsn, opts: opts, signals: newSignals(), serialWrites: d.SerialWrites()}
 	s.log = opts.Logger
 	if s.log == nil {
 		s.log = slog.Default()
 	}
-	var err error
-	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		s.dialect = Postgres
-		s.pgDSN = postgresDSN(dsn)
-		s.db, err = openPostgres(s.pgDSN, answerTimeout(s.pgDSN))
-		if err != nil {
-			return nil, fmt.Errorf("queue: open %s: %w", RedactDSN(dsn), err)
-		}
-		if s.opts.MaxConns <= 0 {
-			s.opts.MaxConns = 20
-		}
-		if s.opts.MaxPoll <= 0 {
-			s.opts.MaxPoll = time.Second
-		}
-	case strings.HasPrefix(dsn, "sqlite://"):
-		s.dialect = SQLite
-		file, err := sqliteDSN(dsn)
-		if err != nil {
-			return nil, err
-		}
-		s.db, err = sqlx.Open("sqlite3", file)
-		if err != nil {
-			return nil, fmt.Errorf("queue: open %s: %w", dsn, err)
-		}
-		if s.opts.MaxConns <= 0 {
-			s.opts.MaxConns = 8
-		}
-		if s.opts.MaxPoll <= 0 {
-			s.opts.MaxPoll = 250 * time.Millisecond
-		}
-	default:
-		return nil, fmt.Errorf("queue: connection %q: want postgres://… or sqlite://PATH", RedactDSN(dsn))
+	s.prepare = d.Prepares() && !opts.NoPrepare
+	if s.db, err = d.OpenDB(); err != nil {
+		return nil, fmt.Errorf("queue: open %s: %w", RedactDSN(dsn), err)
 	}
-	s.db.SetMaxOpenConns(s.opts.MaxConns)
-	s.db.SetMaxIdleConns(s.opts.MaxConns)
-	s.db.SetConnMaxIdleTime(5 * time.Minute)
+	if s.opts.MaxConns <= 0 {
+		s.opts.MaxConns = d.DefaultMaxConns()
+	}
+	if s.opts.MaxPoll <= 0 {
+		s.opts.MaxPoll = d.DefaultMaxPoll()
+	}
+	setPool(s.db, s.opts.MaxConns)
 	if err := s.db.PingContext(ctx); err != nil {
 		s.db.Close()
 		return nil, fmt.Errorf("queue: %w %s: %w", ErrConnect, RedactDSN(dsn), err)
 	}
-	if s.dialect == Postgres {
-		var schema string
-		if err := s.db.GetContext(ctx, &schema, "SELECT current_schema()"); err != nil {
-			s.db.Close()
-			return nil, fmt.Errorf("queue: %w %s: %w", ErrConnect, RedactDSN(dsn), err)
-		}
-		s.channel = notifyChannel(schema)
+	if s.channel, err = d.Channel(ctx, s.db); err != nil {
+		s.db.Close()
+		return nil, fmt.Errorf("queue: %w %s: %w", ErrConnect, RedactDSN(dsn), err)
 	}
 	s.consume = s.db
-	if s.dialect == Postgres && !opts.SyncConsume {
-		s.consume, err = openPostgres(consumeDSN(s.pgDSN, false), answerTimeout(s.pgDSN))
+	if !opts.SyncConsume {
+		consume, err := d.OpenConsume()
 		if err != nil {
 			s.db.Close()
 			return nil, fmt.Errorf("queue: open %s: %w", RedactDSN(dsn), err)
 		}
-		s.consume.SetMaxOpenConns(s.opts.MaxConns)
-		s.consume.SetMaxIdleConns(s.opts.MaxConns)
-		s.consume.SetConnMaxIdleTime(5 * time.Minute)
+		if consume != nil {
+			setPool(consume, s.opts.MaxConns)
+			s.consume = consume
+		}
 	}
-	s.q = newStatements(s.dialect, s.db)
+	s.q = newStatements(d)
 	if opts.AutoMigrate {
 		if err := s.Migrate(ctx); err != nil {
 			s.db.Close()
@@ -168,80 +137,11 @@ func Open(ctx context.Context, dsn string, opts Options) (Store, error) {
 	return s, nil
 }
 
-// notifyChannel names the NOTIFY channel of a schema. PostgreSQL cuts
-// identifiers at 63 bytes and refuses longer channel names, so a long schema
-// name is replaced by a hash of it.
-func notifyChannel(schema string) string {
-	if ch := "ferry." + schema; len(ch) <= 63 {
-		return ch
-	}
-	sum := sha256.Sum256([]byte(schema))
-	return "ferry." + hex.EncodeToString(sum[:16])
-}
-
-// sqliteDSN turns sqlite://PATH[?params] into a go-sqlite3 DSN with the
-// settings several processes need to share one file safely.
-func sqliteDSN(dsn string) (string, error) {
-	rest := strings.TrimPrefix(dsn, "sqlite://")
-	path, query, _ := strings.Cut(rest, "?")
-	if path == "" || path == ":memory:" {
-		return "", fmt.Errorf("queue: connection %q: SQLite needs a file path (sqlite://./ferry.db)", dsn)
-	}
-	params, err := url.ParseQuery(query)
-	if err != nil {
-		return "", fmt.Errorf("queue: connection %q: %w", dsn, err)
-	}
-	defaults := map[string]string{
-		"_journal_mode": "WAL",
-		"_busy_timeout": "10000",
-		"_txlock":       "immediate", // a transaction takes the write lock at BEGIN
-		"_synchronous":  "NORMAL",
-		// No statement cache (_stmt_cache_size): measured, it made Receive
-		// slower at small batches and gained nothing end to end (BENCHMARKS.md).
-	}
-	for k, v := range defaults {
-		if params.Get(k) == "" {
-			params.Set(k, v)
-		}
-	}
-	return "file:" + path + "?" + params.Encode(), nil
-}
-
-// kvPassword finds password=VALUE in a key/value connection string, the
-// value bare or single-quoted.
-var kvPassword = regexp.MustCompile(`(?i)(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s&]*)`)
-
-// RedactDSN hides the password of a connection string, for logs and errors:
-// in the user info or a password parameter of a URL, in a key/value string
-// (host=… password=…), and in a URL too malformed to parse (its user info is
-// hidden whole).
-func RedactDSN(dsn string) string {
-	u, err := url.Parse(dsn)
-	if err != nil || u.Scheme == "" {
-		out := kvPassword.ReplaceAllString(dsn, "${1}xxxxx")
-		if scheme, rest, ok := strings.Cut(out, "://"); ok {
-			if at := strings.LastIndex(rest, "@"); at >= 0 {
-				out = scheme + "://xxxxx" + rest[at:]
-			}
-		}
-		return out
-	}
-	changed := false
-	if u.User != nil {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			changed = true
-		}
-	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "xxxxx")
-		u.RawQuery = q.Encode()
-		changed = true
-	}
-	if !changed {
-		return dsn
-	}
-	return u.String()
+// setPool bounds a pool to n connections, all of which may stay idle.
+func setPool(db *sqlx.DB, n int) {
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxIdleTime(5 * time.Minute)
 }
 
 // RoundTrips returns how many statements the store has sent for queue
@@ -253,23 +153,19 @@ func (s *sqlStore) RoundTrips() int64 { return s.ops.Load() }
 func (s *sqlStore) DB() *sql.DB { return s.db.DB }
 
 // Dialect tells which database the store runs on.
-func (s *sqlStore) Dialect() Dialect { return s.dialect }
+func (s *sqlStore) Dialect() Dialect { return s.kind }
 
 // Name is the connection name used in this store's queue URIs.
 func (s *sqlStore) Name() string { return s.opts.Name }
 
-// Close stops the wake-up listener and closes the pool.
+// Close stops the wake-up listener and closes the pools.
 func (s *sqlStore) Close() error {
 	s.listenMu.Lock()
-	if s.listener != nil {
-		s.listener.Close()
-		s.listener = nil
-	}
-	h := s.health
-	s.health = nil
+	l := s.listener
+	s.listener = nil
 	s.listenMu.Unlock()
-	if h != nil {
-		h.stop()
+	if l != nil {
+		l.Close()
 	}
 	s.closeStmts()
 	if s.consume != s.db {
@@ -316,102 +212,29 @@ func (s *sqlStore) Queues(ctx context.Context) ([]QueueInfo, error) {
 	return out, rows.Err()
 }
 
-// lockWrites serialises writes on SQLite; a no-op on PostgreSQL.
+// lockWrites serialises this process's writes where the dialect needs it
+// (SQLite); a no-op elsewhere.
 func (s *sqlStore) lockWrites() func() {
-	if s.dialect != SQLite {
+	if !s.serialWrites {
 		return func() {}
 	}
 	s.writeMu.Lock()
 	return s.writeMu.Unlock
 }
 
-// notify wakes receivers of queue in this process and, on PostgreSQL, in
-// every process listening on the store's channel.
-func (s *sqlStore) notify(ctx context.Context, queue string) {
-	s.signals.fire(queue)
-	if s.dialect == Postgres {
-		s.ops.Add(1)
-		if _, err := s.db.ExecContext(ctx, "SELECT pg_notify($1, $2)", s.channel, queue); err != nil {
-			s.log.Warn("queue: notify failed; receivers will poll", "queue", queue, "err", err)
-		}
-	}
+// execConsume runs a consumer-side write (lease, release, move) on the
+// consume pool, serialised where the dialect needs it.
+func (s *sqlStore) execConsume(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	defer s.lockWrites()()
+	s.ops.Add(1)
+	return s.consume.ExecContext(ctx, query, args...)
 }
 
-// wake returns a channel closed at the next enqueue signal for queue. On
-// PostgreSQL it starts the LISTEN connection on first use.
-func (s *sqlStore) wake(queue string) <-chan struct{} {
-	if s.dialect == Postgres {
-		s.startListener()
-	}
-	return s.signals.wait(queue)
-}
-
-func (s *sqlStore) startListener() {
-	s.listenMu.Lock()
-	defer s.listenMu.Unlock()
-	if s.listener != nil {
-		return
-	}
-	// The LISTEN connection waits for notifications for as long as there
-	// are none: no answer timeout, only keepalives.
-	s.listener = pq.NewDialListener(&pgDialer{}, s.pgDSN, 100*time.Millisecond, 10*time.Second, func(ev pq.ListenerEventType, err error) {
-		switch ev {
-		case pq.ListenerEventReconnected:
-			s.signals.fireAll() // notifications may have been missed
-		case pq.ListenerEventConnectionAttemptFailed:
-			s.log.Debug("queue: LISTEN connection failed; receivers poll", "connection", s.opts.Name, "err", err)
-		}
-	})
-	if err := s.listener.Listen(s.channel); err != nil {
-		s.log.Warn("queue: LISTEN failed; receivers poll", "connection", s.opts.Name, "channel", s.channel, "err", err)
-	}
-	s.health = s.startHealth()
-	go func(l *pq.Listener) {
-		for n := range l.Notify {
-			if n == nil { // reconnected: wake everybody
-				s.signals.fireAll()
-				continue
-			}
-			s.signals.fire(n.Extra)
-		}
-	}(s.listener)
-}
-
-// signals is an in-process broadcast per queue name.
-type signals struct {
-	mu sync.Mutex
-	m  map[string]chan struct{}
-}
-
-func newSignals() *signals { return &signals{m: map[string]chan struct{}{}} }
-
-func (g *signals) wait(queue string) <-chan struct{} {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	ch, ok := g.m[queue]
-	if !ok {
-		ch = make(chan struct{})
-		g.m[queue] = ch
-	}
-	return ch
-}
-
-func (g *signals) fire(queue string) {
-	g.mu.Lock()
-	if ch, ok := g.m[queue]; ok {
-		close(ch)
-		delete(g.m, queue)
-	}
-	g.mu.Unlock()
-}
-
-func (g *signals) fireAll() {
-	g.mu.Lock()
-	for q, ch := range g.m {
-		close(ch)
-		delete(g.m, q)
-	}
-	g.mu.Unlock()
+// exec runs a write on the pool, serialised where the dialect needs it.
+func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	defer s.lockWrites()()
+	s.ops.Add(1)
+	return s.db.ExecContext(ctx, query, args...)
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -1,6 +1,6 @@
 //go:build !unix
 
-package queue
+package sqlite
 
 // sessionFile is not available here: SQLite locks are plain leases.
 type sessionFile struct{}

@@ -1,12 +1,10 @@
-package queue
+package postgres
 
 import (
 	"context"
 	"database/sql"
-	"database/sql/driver"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"strconv"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
-	"github.com/mattn/go-sqlite3"
 )
 
 // Defaults for PostgreSQL sessions, each overridden by the same parameter
@@ -44,13 +41,6 @@ const answerMargin = 5 * time.Second
 // in about Idle + Count*Interval.
 var pgKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 15 * time.Second, Interval: 5 * time.Second, Count: 3}
 
-// Health checks of a PostgreSQL store: how often, and how long an answer
-// may take before the database counts as not answering.
-const (
-	healthInterval = time.Second
-	healthTimeout  = 3 * time.Second
-)
-
 // postgresDSN adds ferry's session defaults (pgDefaults) to a postgres://
 // URL, keeping every parameter the URL sets itself, directly or as
 // options=-c key=value. binary_parameters=yes makes lib/pq send Parse, Bind
@@ -72,18 +62,15 @@ func postgresDSN(dsn string) string {
 	return u.String()
 }
 
-// consumeDSN is the DSN of ferry's consumer pool: asynchronous commits
-// (unless sync) and an idle-in-transaction timeout, unless the DSN sets one.
-func consumeDSN(dsn string, sync bool) string {
+// consumeDSN is the DSN of ferry's consumer pool: asynchronous commits and
+// an idle-in-transaction timeout, unless the DSN sets one.
+func consumeDSN(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil {
 		return dsn
 	}
 	q := u.Query()
-	opt := q.Get("options")
-	if !sync {
-		opt += " -c synchronous_commit=off"
-	}
+	opt := q.Get("options") + " -c synchronous_commit=off"
 	if !q.Has("idle_in_transaction_session_timeout") && optionValue(opt, "idle_in_transaction_session_timeout") == "" {
 		opt += " -c idle_in_transaction_session_timeout=" + consumeIdleInTx
 	}
@@ -273,60 +260,4 @@ func (c *answerConn) SetReadDeadline(t time.Time) error {
 	c.explicit, c.set = !t.IsZero(), time.Time{}
 	c.mu.Unlock()
 	return c.Conn.SetReadDeadline(t)
-}
-
-// IsMissingTable reports whether err says a table does not exist:
-// PostgreSQL's undefined_table (42P01) or SQLite's "no such table". It
-// tells an unmigrated database from one that could not be reached.
-func IsMissingTable(err error) bool {
-	var pe *pq.Error
-	if errors.As(err, &pe) {
-		return pe.Code == "42P01"
-	}
-	var se sqlite3.Error
-	if errors.As(err, &se) {
-		return strings.Contains(se.Error(), "no such table")
-	}
-	return false
-}
-
-// IsTransient reports whether err is a failure to reach or keep the
-// database that may pass by itself (connection refused, reset or timed
-// out, server shutting down or starting up, SQLite busy), as opposed to a
-// wrong configuration or schema.
-func IsTransient(err error) bool {
-	if err == nil {
-		return false
-	}
-	var pe *pq.Error
-	if errors.As(err, &pe) {
-		switch {
-		case strings.HasPrefix(string(pe.Code), "08"), // connection exception
-			pe.Code == "57P01", pe.Code == "57P02", pe.Code == "57P03", // shutdown, crash, cannot connect now
-			pe.Code == "53300",                     // too many connections
-			pe.Code == "57014",                     // query cancelled (statement_timeout)
-			pe.Code == "55P03",                     // lock not available (lock_timeout)
-			pe.Code == "40001", pe.Code == "40P01": // serialization failure, deadlock
-			return true
-		}
-		return false
-	}
-	var se sqlite3.Error
-	if errors.As(err, &se) {
-		return se.Code == sqlite3.ErrBusy || se.Code == sqlite3.ErrLocked
-	}
-	var ne net.Error
-	switch {
-	case errors.Is(err, ErrConnect),
-		errors.Is(err, driver.ErrBadConn),
-		errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
-		errors.Is(err, context.DeadlineExceeded),
-		errors.Is(err, net.ErrClosed),
-		errors.As(err, &ne):
-		return true
-	}
-	// lib/pq reports some broken connections only in words.
-	msg := err.Error()
-	return strings.Contains(msg, "connection refused") || strings.Contains(msg, "connection reset") ||
-		strings.Contains(msg, "broken pipe") || strings.Contains(msg, "bad connection")
 }

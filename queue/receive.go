@@ -1,0 +1,118 @@
+package queue
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// Receive leases up to max visible messages, highest priority then oldest first.
+func (q *sqlQueue) Receive(ctx context.Context, max int, lease time.Duration) ([]Delivery, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	if lease <= 0 {
+		return nil, q.errorf("receive", fmt.Errorf("lease must be positive, got %s", lease))
+	}
+	now := time.Now()
+	token := newLeaseToken()
+	unlock := q.store.lockWrites()
+	q.store.ops.Add(1)
+	rows, err := q.store.consumeQuery(ctx, q.store.q.receive, micros(now.Add(lease)), token, q.name, micros(now), max)
+	if err != nil {
+		unlock()
+		return nil, q.errorf("receive", err)
+	}
+	ds, err := q.scan(rows)
+	unlock()
+	if err != nil {
+		return nil, q.errorf("receive", err)
+	}
+	sort.Slice(ds, func(i, j int) bool {
+		if ds[i].Priority != ds[j].Priority {
+			return ds[i].Priority > ds[j].Priority
+		}
+		return ds[i].ID < ds[j].ID
+	})
+	return ds, nil
+}
+
+// Wake returns a channel closed at the next enqueue signal for this queue.
+// Take it before Receive, so that a message enqueued in between is not missed.
+func (q *sqlQueue) Wake() <-chan struct{} {
+	return q.store.wake(q.name)
+}
+
+// MaxPoll is the longest an idle receiver of this queue should wait between
+// polls when no wake-up arrives (the store's Options.MaxPoll).
+func (q *sqlQueue) MaxPoll() time.Duration { return q.store.opts.MaxPoll }
+
+// minPoll is the first idle wait of ReceiveWait; it doubles up to MaxPoll.
+const minPoll = 10 * time.Millisecond
+
+// ReceiveWait leases up to max visible messages, waiting while there are none
+// until a wake-up arrives or an idle poll interval passes (doubling from 10ms
+// to the store's MaxPoll). It returns at least one message, or ctx's error.
+func (q *sqlQueue) ReceiveWait(ctx context.Context, max int, lease time.Duration) ([]Delivery, error) {
+	poll := minPoll
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for {
+		wake := q.Wake()
+		// A cancelled ctx must not cut a receive short: the database could
+		// lease rows whose result the driver then drops.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		ds, err := q.Receive(rctx, max, lease)
+		cancel()
+		if err != nil || len(ds) > 0 {
+			return ds, err
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if timer == nil {
+			timer = time.NewTimer(poll)
+		} else {
+			timer.Reset(poll)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-wake:
+			poll = minPoll
+		case <-timer.C:
+			poll = min(2*poll, q.store.opts.MaxPoll)
+		}
+	}
+}
+
+// MarkStarted records that a handler is about to start on the leased
+// delivery d and returns how many handlers had started on the message since
+// its last recorded outcome, this one not included. The count is kept in
+// the row: a Release that records headers (a failure) or a Move starts it
+// again from zero. Callers mark only the rare deliveries that follow one
+// without an outcome, so that the hot path pays no extra statement.
+func (q *sqlQueue) MarkStarted(ctx context.Context, d Delivery) (int, error) {
+	if err := q.checkLeased("mark started", d); err != nil {
+		return 0, err
+	}
+	unlock := q.store.lockWrites()
+	defer unlock()
+	q.store.ops.Add(1)
+	var n int
+	err := q.store.consume.QueryRowxContext(ctx, q.store.q.markStarted, d.ID, d.LeaseToken).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, q.errorf("mark started "+d.MessageID, ErrLeaseLost)
+	}
+	if err != nil {
+		return 0, q.errorf("mark started "+d.MessageID, err)
+	}
+	return n - 1, nil
+}
