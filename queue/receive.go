@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/ferrybus/ferry/internal/waiter"
 	"sort"
 	"time"
 )
@@ -57,40 +58,10 @@ const minPoll = 10 * time.Millisecond
 // until a wake-up arrives or an idle poll interval passes (doubling from 10ms
 // to the store's MaxPoll). It returns at least one message, or ctx's error.
 func (q *sqlQueue) ReceiveWait(ctx context.Context, max int, lease time.Duration) ([]Delivery, error) {
-	poll := minPoll
-	var timer *time.Timer
-	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
-	}()
-	for {
-		wake := q.Wake()
-		// A cancelled ctx must not cut a receive short: the database could
-		// lease rows whose result the driver then drops.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		ds, err := q.Receive(rctx, max, lease)
-		cancel()
-		if err != nil || len(ds) > 0 {
-			return ds, err
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		if timer == nil {
-			timer = time.NewTimer(poll)
-		} else {
-			timer.Reset(poll)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-wake:
-			poll = minPoll
-		case <-timer.C:
-			poll = min(2*poll, q.store.opts.MaxPoll)
-		}
-	}
+	w := waiter.New(waiter.Bounds{MinPoll: minPoll, MaxPoll: q.store.opts.MaxPoll})
+	return waiter.Receive(ctx, w, q.Wake, func(rctx context.Context) ([]Delivery, error) {
+		return q.Receive(rctx, max, lease)
+	})
 }
 
 // MarkStarted records that a handler is about to start on the leased
