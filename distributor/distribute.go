@@ -6,6 +6,7 @@ import (
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/internal/waiter"
+	"github.com/ferrybus/ferry/queue"
 )
 
 // distributeLoop serves availabilities first in, first out. All waiting
@@ -40,7 +41,7 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 		}
 		per := d.cfg.DistributeSendCount
 		n, err := d.inbox.MoveReadyFenced(ctx, dst, per*len(as), map[string]string{
-			HeaderDistributedTo: a.inbox, bus.HeaderReturnTo: d.inbox.URI()}, d.fence())
+			HeaderDistributedTo: a.inbox, bus.HeaderReturnTo: d.inbox.URI()}, d.fence(), handoff(as))
 		if d.hooks.afterMove != nil {
 			d.hooks.afterMove(n, err)
 		}
@@ -82,4 +83,16 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 		d.reg.settle(as, 0)
 		w.Idle(ctx, wake)
 	}
+}
+
+// handoff is how a move for as (one worker session's availabilities) hands
+// the messages over: leased to the session's handoff token when its
+// availabilities carry one (a worker that predates handoffs sends none).
+func handoff(as []*availability) queue.Handoff {
+	for _, a := range as {
+		if a.handoff != 0 && a.lease > 0 {
+			return queue.Handoff{Token: a.handoff, For: a.lease}
+		}
+	}
+	return queue.Handoff{}
 }

@@ -15,6 +15,10 @@ type availability struct {
 	inbox   string
 	thread  int
 	expires time.Time
+	// handoff and lease are the session's handoff (control.ThreadAvailable):
+	// the lease its moved work gets; zero moves it unleased.
+	handoff int64
+	lease   time.Duration
 }
 
 // workerState is what the distributor knows of a worker.
@@ -136,10 +140,10 @@ func (r *registry) available(m control.ThreadAvailable, now time.Time) {
 	}
 	key := availKey{m.WorkerID, m.Thread}
 	if a, ok := r.index[key]; ok {
-		a.expires, a.session, a.inbox = expires, m.Session, m.Inbox
+		a.expires, a.session, a.inbox, a.handoff, a.lease = expires, m.Session, m.Inbox, m.Handoff, m.Lease
 		return
 	}
-	a := &availability{worker: m.WorkerID, session: m.Session, inbox: m.Inbox, thread: m.Thread, expires: expires}
+	a := &availability{worker: m.WorkerID, session: m.Session, inbox: m.Inbox, thread: m.Thread, expires: expires, handoff: m.Handoff, lease: m.Lease}
 	r.index[key] = a
 	r.avail = append(r.avail, a)
 	r.signal()

@@ -3,6 +3,7 @@ package queue_test
 import (
 	"context"
 	"github.com/ferrybus/ferry/internal/testkit"
+	"github.com/ferrybus/ferry/queue"
 	"testing"
 	"time"
 )
@@ -33,7 +34,7 @@ func TestFencedMoveWithMalformedHeaders(t *testing.T) {
 		if err != nil || tok == 0 {
 			t.Fatalf("lock: %d, %v", tok, err)
 		}
-		n, err := src.MoveReadyFenced(ctx, dst, 10, map[string]string{"h": "1"}, s.Fence("dist", tok))
+		n, err := src.MoveReadyFenced(ctx, dst, 10, map[string]string{"h": "1"}, s.Fence("dist", tok), queue.Handoff{})
 		if err != nil || n != 4 {
 			t.Fatalf("moved %d (%v), want all 4", n, err)
 		}
@@ -50,7 +51,7 @@ func TestFencedMoveWithMalformedHeaders(t *testing.T) {
 		}
 		// A stale fence still moves nothing, malformed row or not.
 		bulkFill(t, src, 1)
-		if n, err := src.MoveReadyFenced(ctx, dst, 10, nil, s.Fence("dist", tok-1)); err != nil || n != 0 {
+		if n, err := src.MoveReadyFenced(ctx, dst, 10, nil, s.Fence("dist", tok-1), queue.Handoff{}); err != nil || n != 0 {
 			t.Fatalf("stale fence moved %d (%v)", n, err)
 		}
 	})

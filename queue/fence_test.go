@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferrybus/ferry/internal/testdb"
 	"github.com/ferrybus/ferry/internal/testkit"
+	"github.com/ferrybus/ferry/queue"
 )
 
 // A lock changes hands: the old holder's fenced move moves nothing, the new
@@ -50,14 +51,14 @@ func TestFencedMoveWithStaleTokenMovesNothing(t *testing.T) {
 			t.Fatalf("a took a held lock: token %d, %v", tok, err)
 		}
 
-		n, err := src.MoveReadyFenced(ctx, dst, 10, map[string]string{"h": "1"}, s.Fence("dist", old))
+		n, err := src.MoveReadyFenced(ctx, dst, 10, map[string]string{"h": "1"}, s.Fence("dist", old), queue.Handoff{})
 		if err != nil || n != 0 {
 			t.Fatalf("stale fence moved %d (%v)", n, err)
 		}
 		if got := len(bulkPeekAll(t, dst)); got != 0 {
 			t.Fatalf("stale fence: %d in dst", got)
 		}
-		n, err = src.MoveReadyFenced(ctx, dst, 10, map[string]string{"h": "1"}, s.Fence("dist", cur))
+		n, err = src.MoveReadyFenced(ctx, dst, 10, map[string]string{"h": "1"}, s.Fence("dist", cur), queue.Handoff{})
 		if err != nil || n != 4 {
 			t.Fatalf("current fence moved %d (%v), want 4", n, err)
 		}

@@ -179,6 +179,9 @@ var tests = []contractTest{
 	{name: "MoveReadyFenced", fn: testMoveReadyFenced},
 	{name: "MoveReadyFencedAcrossDatabases", fn: testMoveReadyFencedAcrossDatabases},
 	{name: "MoveReadyFencedMalformedHeaders", fn: testMoveReadyFencedMalformedHeaders},
+	{name: "MoveReadyFencedHandoff", fn: testMoveReadyFencedHandoff},
+	{name: "MoveReadyFencedHandoffLeaseEnds", fn: testMoveReadyFencedHandoffLeaseEnds},
+	{name: "MoveReadyFencedHandoffAcrossDatabases", fn: testMoveReadyFencedHandoffAcrossDatabases},
 	{name: "MoveRowsSameDatabase", fn: testMoveRowsSameDatabase},
 	{name: "MoveRowsAcrossDatabases", fn: testMoveRowsAcrossDatabases},
 	// browse.go
@@ -211,6 +214,7 @@ var tests = []contractTest{
 	{name: "Migrated", fn: testMigrated},
 	{name: "Unmigrated", fn: testUnmigrated},
 	{name: "RoundTrips", fn: testRoundTrips},
+	{name: "RowWrites", fn: testRowWrites},
 }
 
 // wakeTests mostly wait for a receiver to go idle: they run in parallel
