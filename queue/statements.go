@@ -15,9 +15,9 @@ type statements struct {
 	moveHandoff     string
 	handoffNotifies bool
 	receiveGiven    string
-	notify                       string
-	ackMaxPairs                  int
-	ack, ackMany                 string // ack when ackMaxPairs is 0
+	notify          string
+	ackMaxPairs     int
+	ack, ackMany    string // ack when ackMaxPairs is 0
 
 	extend, release, moveOne, markStarted, ackOne, releaseLeased string
 
