@@ -10,14 +10,14 @@ type statements struct {
 	// count as a row (see dialect.MoveReady).
 	moveReady, moveFenced        string
 	moveNotifies, fencedNotifies bool
+	notify                       string
+	ackMaxPairs                  int
+	ack, ackMany                 string // ack when ackMaxPairs is 0
+
 	// moveHandoff is moveFenced leasing the rows for their receiver, and
 	// receiveGiven the receiver's read of them (see dialect.MoveHandoff).
-	moveHandoff     string
-	handoffNotifies bool
-	receiveGiven    string
-	notify          string
-	ackMaxPairs     int
-	ack, ackMany    string // ack when ackMaxPairs is 0
+	moveHandoff, receiveGiven string
+	handoffNotifies           bool
 
 	extend, release, moveOne, markStarted, ackOne, releaseLeased string
 
