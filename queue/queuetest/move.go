@@ -460,8 +460,20 @@ func testMoveRowsSameDatabase(t *testing.T, h *harness) {
 // testMoveRowsAcrossDatabases: across databases MoveRows keeps arrival
 // order and drops only the named headers, skipping the leased row.
 func testMoveRowsAcrossDatabases(t *testing.T, h *harness) {
+	moveRowsAcross(t, h.store(t), h.store(t))
+}
+
+// testMoveRowsAcrossImplementations: the same from a store of this
+// implementation to one of another (the driver's OpenOther); the run of
+// the other implementation's suite covers the way back.
+func testMoveRowsAcrossImplementations(t *testing.T, h *harness) {
+	moveRowsAcross(t, h.store(t), h.other(t))
+}
+
+// moveRowsAcross moves 24 of 25 rows (one leased) from queue src of s to
+// queue dst of s2, in batches of 10, and checks what arrived.
+func moveRowsAcross(t *testing.T, s, s2 queue.Store) {
 	ctx := t.Context()
-	s, s2 := h.store(t), h.store(t)
 	src, dst := mustQueue(t, s, "src"), mustQueue(t, s2, "dst")
 	rows := bulkFill(t, src, 25)
 	leased := receiveOne(t, src, time.Minute)
@@ -495,4 +507,37 @@ func testMoveRowsAcrossDatabases(t *testing.T, h *harness) {
 		t.Errorf("src holds %d, want the leased message only", len(left))
 	}
 	expectCount(t, mustQueue(t, s, "dst"), queue.Counts{})
+}
+
+// testMoveRowsBatched moves 20,000 messages with 1,000 per statement: 20
+// statements, not 20,000 round trips; DeleteRows without a batch size uses
+// queue.DefaultBatchSize.
+func testMoveRowsBatched(t *testing.T, h *harness) {
+	ctx := t.Context()
+	const total = 20000
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "src"), mustQueue(t, s, "dst")
+	rows := bulkFill(t, src, total)
+	statements := 0
+	started := time.Now()
+	n, err := src.MoveRows(ctx, rows, dst, queue.BulkOptions{
+		BatchSize: 1000, DropHeaders: []string{"x.drop"},
+		OnBatch: func(int) { statements++ },
+	})
+	took := time.Since(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != total || statements != total/1000 {
+		t.Errorf("moved %d with %d statements, want %d with %d", n, statements, total, total/1000)
+	}
+	if c := count(t, dst); c.Ready != total {
+		t.Errorf("dst counts %+v", c)
+	}
+	t.Logf("moved %d messages in %s", total, took)
+	statements = 0
+	n, err = dst.DeleteRows(ctx, rows, queue.BulkOptions{OnBatch: func(int) { statements++ }})
+	if err != nil || n != total || statements != total/queue.DefaultBatchSize {
+		t.Errorf("deleted %d with %d statements (%v)", n, statements, err)
+	}
 }
