@@ -16,6 +16,8 @@
 //     wake-ups cross connections and that uncommitted enqueues stay
 //     invisible to other connections;
 //   - a separate database: a second Driver.Open, for moves across databases.
+//   - a store of another implementation: Driver.OpenOther, for moves
+//     between implementations (optional).
 //
 // The suite holds no SQL and never asks which database it runs on: a test
 // that needs more than the interfaces promise names a [Feature] (or a hook)
