@@ -20,10 +20,7 @@ func TestSendRoutedAndExplicit(t *testing.T) {
 		ctx := context.Background()
 		var got recorder[OrderPlaced]
 		mux := bus.NewMux()
-		bus.Handle(mux, "orders.placed", func(ctx context.Context, m *bus.Message, o OrderPlaced) error {
-			got.add(m, o)
-			return nil
-		})
+		record(mux, "orders.placed", &got)
 		start(t, conns, bus.Config{Name: "orders", Inbox: inbox("orders", 2)}, mux)
 
 		client, err := bus.New(ctx, conns, bus.Config{Name: "client",
@@ -84,10 +81,7 @@ func TestPublishToSubscribers(t *testing.T) {
 		var billing, shipping, late recorder[OrderAccepted]
 		sub := func(name string, r *recorder[OrderAccepted]) {
 			mux := bus.NewMux()
-			bus.Handle(mux, "orders.accepted", func(ctx context.Context, m *bus.Message, o OrderAccepted) error {
-				r.add(m, o)
-				return nil
-			})
+			record(mux, "orders.accepted", r)
 			start(t, conns, bus.Config{Name: name, Inbox: inbox(name, 1), Subscribe: []string{"orders.accepted"}}, mux)
 		}
 		sub("billing", &billing)
@@ -136,10 +130,7 @@ func TestReplyAndCorrelation(t *testing.T) {
 		var pongs recorder[Pong]
 		client := bus.NewMux()
 		bus.RegisterType[Ping](client, "ping")
-		bus.Handle(client, "pong", func(ctx context.Context, m *bus.Message, p Pong) error {
-			pongs.add(m, p)
-			return nil
-		})
+		record(client, "pong", &pongs)
 		cep := start(t, conns, bus.Config{Name: "client", Inbox: inbox("client", 1),
 			Routes: []bus.Route{{Types: []string{"ping"}, Queue: "sql://default/server"}}}, client)
 		if err := cep.Send(ctx, Ping{N: 41}, bus.CorrelationID("conv-7"), bus.Header("tenant", "acme")); err != nil {
@@ -267,10 +258,7 @@ func TestPriorityHonoured(t *testing.T) {
 		mustSend(t, sender, Ping{N: 99}, bus.To("sql://default/p"), bus.Priority(10))
 		var got recorder[Ping]
 		h := bus.NewMux()
-		bus.Handle(h, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			got.add(m, p)
-			return nil
-		})
+		record(h, "ping", &got)
 		start(t, conns, bus.Config{Name: "p", Inbox: inbox("p", 1)}, h)
 		testkit.Eventually(t, 5*time.Second, "all handled", func() bool { return got.len() == 6 })
 		if env, p := got.get(0); p.N != 99 || env.Priority != 10 {

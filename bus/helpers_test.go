@@ -167,6 +167,14 @@ func (r *recorder[T]) add(m *bus.Message, v T) {
 	r.vals = append(r.vals, v)
 }
 
+// record handles typ on mux by adding each message to r.
+func record[T any](mux *bus.Mux, typ string, r *recorder[T]) {
+	bus.Handle(mux, typ, func(ctx context.Context, m *bus.Message, v T) error {
+		r.add(m, v)
+		return nil
+	})
+}
+
 func (r *recorder[T]) len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()

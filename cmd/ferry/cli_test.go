@@ -87,6 +87,29 @@ func ferry(t *testing.T, dir string, env []string, args ...string) (stdout, stde
 	return out.String(), errOut.String(), code
 }
 
+// mustFerry runs the binary in dir like ferry, failing the test unless it
+// exits 0, and returns its standard output.
+func mustFerry(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, stderr, code := ferry(t, dir, nil, args...)
+	if code != 0 {
+		t.Fatalf("ferry %s: exit %d\n%s%s", strings.Join(args, " "), code, out, stderr)
+	}
+	return out
+}
+
+// workDirs makes a fresh root with an empty folder "work" in it, where a
+// case runs; root is for files a case names from outside it.
+func workDirs(t *testing.T) (root, dir string) {
+	t.Helper()
+	root = t.TempDir()
+	dir = filepath.Join(root, "work")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return root, dir
+}
+
 // clusterConfig is a configuration of the documented shape: a distributor
 // and a worker endpoint whose handler posts to target.
 func clusterConfig(dsn, target string) map[string]any {
@@ -261,11 +284,7 @@ func TestBadConfiguration(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			root := t.TempDir()
-			dir := filepath.Join(root, "work")
-			if err := os.Mkdir(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
+			root, dir := workDirs(t)
 			// FERRY_CONFIG cases point at ../bad.json.
 			writeJSON(t, filepath.Join(root, "bad.json"), map[string]any{"connections": map[string]any{"default": "sqlite://x.db"}, "endpoint": map[string]any{}})
 			args := c.args
@@ -344,11 +363,7 @@ func TestConfigErrorsNameTheFile(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
-			root := t.TempDir()
-			dir := filepath.Join(root, "work")
-			if err := os.Mkdir(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
+			root, dir := workDirs(t)
 			file := filepath.Join(dir, "config.json")
 			if c.how == "env" {
 				file = filepath.Join(root, "config.json")
@@ -442,9 +457,7 @@ func TestSendFlagErrors(t *testing.T) {
 				}
 				writeJSON(t, filepath.Join(dir, "config.json"), m)
 				args = append(args, "-c", "config.json")
-				if _, stderr, code := ferry(t, dir, nil, "migrate", "-c", "config.json"); code != 0 {
-					t.Fatalf("ferry migrate: exit %d: %s", code, stderr)
-				}
+				mustFerry(t, dir, "migrate", "-c", "config.json")
 			}
 			_, stderr, code := ferry(t, dir, nil, args...)
 			if code != 2 {
@@ -762,9 +775,7 @@ func startCluster(t *testing.T, dialect string, delay time.Duration) *cluster {
 	c.cfg = filepath.Join(c.dir, "config.json")
 	writeJSON(t, c.cfg, clusterConfig(dsn, srv.URL+"/handle"))
 
-	if out, stderr, code := ferry(t, c.dir, nil, "migrate", "-c", c.cfg); code != 0 {
-		t.Fatalf("ferry migrate: exit %d\n%s%s", code, out, stderr)
-	}
+	mustFerry(t, c.dir, "migrate", "-c", c.cfg)
 	c.distributor = start(t, c.dir, "distributor", "run", "distributor", "-c", c.cfg)
 	for _, id := range []string{"w1", "w2"} {
 		c.workers[id] = start(t, c.dir, id, "run", "worker", "--id", id, "-c", c.cfg)
