@@ -747,6 +747,17 @@ type cluster struct {
 
 const messages = 2000
 
+// forEachCluster runs fn in parallel once per dialect, on a cluster
+// started by startCluster with a target answering after delay.
+func forEachCluster(t *testing.T, delay time.Duration, fn func(t *testing.T, dialect string, c *cluster)) {
+	for _, dialect := range testdb.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			fn(t, dialect, startCluster(t, dialect, delay))
+		})
+	}
+}
+
 // startCluster writes the configuration, migrates, starts the processes,
 // waits until the distributor knows both workers, and sends the messages.
 func startCluster(t *testing.T, dialect string, delay time.Duration) *cluster {
@@ -863,50 +874,46 @@ func (c *cluster) checkLogs(t *testing.T) {
 // work is shared, SIGTERM stops everything cleanly with nothing leased.
 func TestCluster(t *testing.T) {
 	t.Parallel()
-	for _, dialect := range testdb.Dialects() {
-		t.Run(dialect, func(t *testing.T) {
-			t.Parallel()
-			c := startCluster(t, dialect, 2*time.Millisecond)
-			began := time.Now()
-			c.waitDelivered(t, 60*time.Second, c.procs())
-			n, by := c.target.snapshot()
-			t.Logf("%s: %d messages delivered in %s, by worker %v", dialect, n, time.Since(began).Round(time.Millisecond), by)
-			for _, id := range []string{"w1", "w2"} {
-				if share := float64(by[id]) / messages; share < 0.2 {
-					t.Errorf("worker %s handled %d of %d messages (%.0f%%), want at least 20%%: %v", id, by[id], messages, 100*share, by)
-				}
+	forEachCluster(t, 2*time.Millisecond, func(t *testing.T, dialect string, c *cluster) {
+		began := time.Now()
+		c.waitDelivered(t, 60*time.Second, c.procs())
+		n, by := c.target.snapshot()
+		t.Logf("%s: %d messages delivered in %s, by worker %v", dialect, n, time.Since(began).Round(time.Millisecond), by)
+		for _, id := range []string{"w1", "w2"} {
+			if share := float64(by[id]) / messages; share < 0.2 {
+				t.Errorf("worker %s handled %d of %d messages (%.0f%%), want at least 20%%: %v", id, by[id], messages, 100*share, by)
 			}
-			if len(by) != 2 {
-				t.Errorf("Ferry-Endpoint values %v, want w1 and w2", by)
-			}
-			c.target.mu.Lock()
-			problems, requests := c.target.problems, c.target.requests
-			c.target.mu.Unlock()
-			if len(problems) > 0 {
-				t.Errorf("requests without the expected method, headers or body: %q", problems)
-			}
-			if requests != messages {
-				t.Logf("%d requests for %d messages (redeliveries are allowed)", requests, messages)
-			}
+		}
+		if len(by) != 2 {
+			t.Errorf("Ferry-Endpoint values %v, want w1 and w2", by)
+		}
+		c.target.mu.Lock()
+		problems, requests := c.target.problems, c.target.requests
+		c.target.mu.Unlock()
+		if len(problems) > 0 {
+			t.Errorf("requests without the expected method, headers or body: %q", problems)
+		}
+		if requests != messages {
+			t.Logf("%d requests for %d messages (redeliveries are allowed)", requests, messages)
+		}
 
-			c.stopAll(t, c.procs())
-			c.checkLogs(t)
-			for _, q := range queues(t, c.dir, c.cfg) {
-				if q.InFlight != 0 {
-					t.Errorf("after SIGTERM %s has %d messages leased", q.URI, q.InFlight)
-				}
-				// Control messages may be left; work may only be left when a
-				// message was delivered twice (a lease ended under load) and
-				// its second copy was not handled before the stop.
-				if !strings.HasSuffix(q.URI, "/control-inbox-work") && q.Ready+q.Deferred+q.InFlight != 0 && requests == messages {
-					t.Errorf("after all were handled %s still holds %+v", q.URI, q)
-				}
-				if strings.HasSuffix(q.URI, "/error") && q.Ready+q.Deferred != 0 {
-					t.Errorf("the error queue holds %+v", q)
-				}
+		c.stopAll(t, c.procs())
+		c.checkLogs(t)
+		for _, q := range queues(t, c.dir, c.cfg) {
+			if q.InFlight != 0 {
+				t.Errorf("after SIGTERM %s has %d messages leased", q.URI, q.InFlight)
 			}
-		})
-	}
+			// Control messages may be left; work may only be left when a
+			// message was delivered twice (a lease ended under load) and
+			// its second copy was not handled before the stop.
+			if !strings.HasSuffix(q.URI, "/control-inbox-work") && q.Ready+q.Deferred+q.InFlight != 0 && requests == messages {
+				t.Errorf("after all were handled %s still holds %+v", q.URI, q)
+			}
+			if strings.HasSuffix(q.URI, "/error") && q.Ready+q.Deferred != 0 {
+				t.Errorf("the error queue holds %+v", q)
+			}
+		}
+	})
 }
 
 // TestClusterKillWorker: kill -9 of a worker in the middle loses nothing:
@@ -914,72 +921,68 @@ func TestCluster(t *testing.T) {
 // messages come back when their leases end.
 func TestClusterKillWorker(t *testing.T) {
 	t.Parallel()
-	for _, dialect := range testdb.Dialects() {
-		t.Run(dialect, func(t *testing.T) {
-			t.Parallel()
-			c := startCluster(t, dialect, 20*time.Millisecond)
-			began := time.Now()
-			victim := c.workers["w2"]
-			waitFor(t, 60*time.Second, c.procs(), func() bool {
-				n, by := c.target.snapshot()
-				return n >= messages/5 && by["w2"] >= 50
-			}, func() string {
-				n, by := c.target.snapshot()
-				return fmt.Sprintf("w2 at work: %d delivered, by worker %v", n, by)
-			})
-			if err := victim.cmd.Process.Kill(); err != nil { // SIGKILL
-				t.Fatal(err)
-			}
-			<-victim.done
-			atKill, byAtKill := c.target.snapshot()
-			stranded := int64(0) // what w2's queue held when it died
-			for _, q := range queues(t, c.dir, c.cfg) {
-				if strings.HasSuffix(q.URI, "/worker-w2-work") {
-					stranded = q.Ready + q.Deferred + q.InFlight
-				}
-			}
-			t.Logf("%s: killed w2 after %s with %d delivered (%v)", dialect, time.Since(began).Round(time.Millisecond), atKill, byAtKill)
-
-			live := []*proc{c.distributor, c.workers["w1"]}
-			c.waitDelivered(t, 90*time.Second, live)
+	forEachCluster(t, 20*time.Millisecond, func(t *testing.T, dialect string, c *cluster) {
+		began := time.Now()
+		victim := c.workers["w2"]
+		waitFor(t, 60*time.Second, c.procs(), func() bool {
 			n, by := c.target.snapshot()
-			c.target.mu.Lock()
-			requests := c.target.requests
-			c.target.mu.Unlock()
-			t.Logf("%s: all %d delivered in %s (%d requests), by worker %v", dialect, n, time.Since(began).Round(time.Millisecond), requests, by)
-			if atKill >= messages {
-				t.Errorf("every message was delivered before the kill: the test shows nothing")
-			}
-
-			// Messages w2 delivered but had not acked are returned only after
-			// their leases end, possibly after all were delivered: wait.
-			if stranded > 0 {
-				waitFor(t, 30*time.Second, live, func() bool {
-					b, _ := os.ReadFile(c.distributor.log)
-					return bytes.Contains(b, []byte(`"msg":"returned messages of a silent or stopped worker to the inbox"`)) && bytes.Contains(b, []byte(`"worker":"w2"`))
-				}, func() string {
-					return fmt.Sprintf("the distributor logging that it returned w2's %d stranded messages", stranded)
-				})
-			} else {
-				t.Logf("%s: w2's queue was empty when it died; nothing to return", dialect)
-			}
-
-			c.stopAll(t, live)
-			// w2's leases end 2s after their last renewal; none may stay leased.
-			waitFor(t, 15*time.Second, nil, func() bool {
-				for _, q := range queues(t, c.dir, c.cfg) {
-					if q.InFlight != 0 {
-						return false
-					}
-				}
-				return true
-			}, func() string { return fmt.Sprintf("no leased messages: %+v", queues(t, c.dir, c.cfg)) })
-			for _, p := range live {
-				b, _ := os.ReadFile(p.log)
-				if c.secret != "" && bytes.Contains(b, []byte(c.secret)) {
-					t.Errorf("%s printed the database password", p.name)
-				}
-			}
+			return n >= messages/5 && by["w2"] >= 50
+		}, func() string {
+			n, by := c.target.snapshot()
+			return fmt.Sprintf("w2 at work: %d delivered, by worker %v", n, by)
 		})
-	}
+		if err := victim.cmd.Process.Kill(); err != nil { // SIGKILL
+			t.Fatal(err)
+		}
+		<-victim.done
+		atKill, byAtKill := c.target.snapshot()
+		stranded := int64(0) // what w2's queue held when it died
+		for _, q := range queues(t, c.dir, c.cfg) {
+			if strings.HasSuffix(q.URI, "/worker-w2-work") {
+				stranded = q.Ready + q.Deferred + q.InFlight
+			}
+		}
+		t.Logf("%s: killed w2 after %s with %d delivered (%v)", dialect, time.Since(began).Round(time.Millisecond), atKill, byAtKill)
+
+		live := []*proc{c.distributor, c.workers["w1"]}
+		c.waitDelivered(t, 90*time.Second, live)
+		n, by := c.target.snapshot()
+		c.target.mu.Lock()
+		requests := c.target.requests
+		c.target.mu.Unlock()
+		t.Logf("%s: all %d delivered in %s (%d requests), by worker %v", dialect, n, time.Since(began).Round(time.Millisecond), requests, by)
+		if atKill >= messages {
+			t.Errorf("every message was delivered before the kill: the test shows nothing")
+		}
+
+		// Messages w2 delivered but had not acked are returned only after
+		// their leases end, possibly after all were delivered: wait.
+		if stranded > 0 {
+			waitFor(t, 30*time.Second, live, func() bool {
+				b, _ := os.ReadFile(c.distributor.log)
+				return bytes.Contains(b, []byte(`"msg":"returned messages of a silent or stopped worker to the inbox"`)) && bytes.Contains(b, []byte(`"worker":"w2"`))
+			}, func() string {
+				return fmt.Sprintf("the distributor logging that it returned w2's %d stranded messages", stranded)
+			})
+		} else {
+			t.Logf("%s: w2's queue was empty when it died; nothing to return", dialect)
+		}
+
+		c.stopAll(t, live)
+		// w2's leases end 2s after their last renewal; none may stay leased.
+		waitFor(t, 15*time.Second, nil, func() bool {
+			for _, q := range queues(t, c.dir, c.cfg) {
+				if q.InFlight != 0 {
+					return false
+				}
+			}
+			return true
+		}, func() string { return fmt.Sprintf("no leased messages: %+v", queues(t, c.dir, c.cfg)) })
+		for _, p := range live {
+			b, _ := os.ReadFile(p.log)
+			if c.secret != "" && bytes.Contains(b, []byte(c.secret)) {
+				t.Errorf("%s printed the database password", p.name)
+			}
+		}
+	})
 }
