@@ -163,12 +163,26 @@ func checkMoved(t *testing.T, dst queue.Queue, wantIDs []string, patch map[strin
 }
 
 func testMoveReadySameDatabase(t *testing.T, h *harness) {
-	ctx := t.Context()
 	s := h.store(t)
 	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s, "worker")
-	order := moveReadySetup(t, src)
-	patch := map[string]string{"k": "override", "via": "distributor"}
+	moveReadyInTwo(t, src, dst, moveReadySetup(t, src))
+}
 
+func testMoveReadyAcrossDatabases(t *testing.T, h *harness) {
+	s, s2 := h.store(t), h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s2, "worker")
+	moveReadyInTwo(t, src, dst, moveReadySetup(t, src))
+	expectCount(t, mustQueue(t, s, "worker"), queue.Counts{})
+}
+
+// moveReadyInTwo moves what moveReadySetup left ready in src to dst: none
+// with limit 0, four with a header patch, the other six without one, then
+// none when nothing is ready. dst then hands out all ten in receive order,
+// counting afresh.
+func moveReadyInTwo(t *testing.T, src, dst queue.Queue, order []string) {
+	t.Helper()
+	ctx := t.Context()
+	patch := map[string]string{"k": "override", "via": "distributor"}
 	if n, err := src.MoveReady(ctx, dst, 0, patch); err != nil || n != 0 {
 		t.Fatalf("MoveReady(limit 0) = %d, %v; want 0, nil", n, err)
 	}
@@ -206,36 +220,6 @@ func testMoveReadySameDatabase(t *testing.T, h *harness) {
 	}
 }
 
-func testMoveReadyAcrossDatabases(t *testing.T, h *harness) {
-	ctx := t.Context()
-	s, s2 := h.store(t), h.store(t)
-	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s2, "worker")
-	order := moveReadySetup(t, src)
-	patch := map[string]string{"k": "override", "via": "distributor"}
-
-	n, err := src.MoveReady(ctx, dst, 4, patch)
-	if err != nil || n != 4 {
-		t.Fatalf("MoveReady(limit 4) = %d, %v; want 4, nil", n, err)
-	}
-	checkMoved(t, dst, order[:4], patch)
-	expectCount(t, src, queue.Counts{Ready: 6, Deferred: 1, InFlight: 1})
-	expectCount(t, dst, queue.Counts{Ready: 4})
-	expectCount(t, mustQueue(t, s, "worker"), queue.Counts{})
-
-	n, err = src.MoveReady(ctx, dst, 100, nil)
-	if err != nil || n != 6 {
-		t.Fatalf("MoveReady(limit 100) = %d, %v; want 6, nil", n, err)
-	}
-	expectCount(t, src, queue.Counts{Deferred: 1, InFlight: 1})
-	if n, err := src.MoveReady(ctx, dst, 100, patch); err != nil || n != 0 {
-		t.Fatalf("MoveReady with nothing ready = %d, %v; want 0, nil", n, err)
-	}
-	got := receive(t, dst, 10, time.Hour)
-	if !slices.Equal(ids(got), order) {
-		t.Fatalf("destination order %v, want %v", ids(got), order)
-	}
-}
-
 // A message whose lease ended and that MoveReady then moved belongs to the
 // destination: its former holder can neither ack, extend nor release it.
 func testMoveReadyEndsStaleLease(t *testing.T, h *harness) {
@@ -267,20 +251,7 @@ func testMoveReadyFenced(t *testing.T, h *harness) {
 	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s, "worker")
 	order := moveReadySetup(t, src)
 
-	openSession(t, s, "dist", "b")
-	old := holdLock(t, s, "dist", "a", 50*time.Millisecond)
-	var cur int64
-	eventually(t, "b to take the expired lock", func() bool {
-		tok, err := s.AcquireLock(ctx, "dist", "b", time.Hour)
-		if err != nil {
-			t.Fatalf("AcquireLock: %v", err)
-		}
-		cur = tok
-		return tok != 0
-	})
-	if cur <= old {
-		t.Fatalf("token %d after %d, want it to grow", cur, old)
-	}
+	old, cur := takeExpiredLock(t, s, "dist")
 	patch := map[string]string{"k": "override", "via": "distributor"}
 	if n, err := src.MoveReadyFenced(ctx, dst, 100, patch, s.Fence("dist", old), queue.Handoff{}); err != nil || n != 0 {
 		t.Fatalf("MoveReadyFenced with a stale fence = %d, %v; want 0, nil", n, err)
@@ -460,8 +431,20 @@ func testMoveRowsSameDatabase(t *testing.T, h *harness) {
 // testMoveRowsAcrossDatabases: across databases MoveRows keeps arrival
 // order and drops only the named headers, skipping the leased row.
 func testMoveRowsAcrossDatabases(t *testing.T, h *harness) {
+	moveRowsAcross(t, h.store(t), h.store(t))
+}
+
+// testMoveRowsAcrossImplementations: the same from a store of this
+// implementation to one of another (the driver's OpenOther); the run of
+// the other implementation's suite covers the way back.
+func testMoveRowsAcrossImplementations(t *testing.T, h *harness) {
+	moveRowsAcross(t, h.store(t), h.other(t))
+}
+
+// moveRowsAcross moves 24 of 25 rows (one leased) from queue src of s to
+// queue dst of s2, in batches of 10, and checks what arrived.
+func moveRowsAcross(t *testing.T, s, s2 queue.Store) {
 	ctx := t.Context()
-	s, s2 := h.store(t), h.store(t)
 	src, dst := mustQueue(t, s, "src"), mustQueue(t, s2, "dst")
 	rows := bulkFill(t, src, 25)
 	leased := receiveOne(t, src, time.Minute)
@@ -693,5 +676,38 @@ func testMoveReadyFencedHandoffAcrossDatabases(t *testing.T, h *harness) {
 	}
 	if got := receive(t, dst, 10, time.Hour); len(got) != 3 {
 		t.Fatalf("Receive across databases = %v, want 3", ids(got))
+	}
+}
+
+// testMoveRowsBatched moves 20,000 messages with 1,000 per statement: 20
+// statements, not 20,000 round trips; DeleteRows without a batch size uses
+// queue.DefaultBatchSize.
+func testMoveRowsBatched(t *testing.T, h *harness) {
+	ctx := t.Context()
+	const total = 20000
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "src"), mustQueue(t, s, "dst")
+	rows := bulkFill(t, src, total)
+	statements := 0
+	started := time.Now()
+	n, err := src.MoveRows(ctx, rows, dst, queue.BulkOptions{
+		BatchSize: 1000, DropHeaders: []string{"x.drop"},
+		OnBatch: func(int) { statements++ },
+	})
+	took := time.Since(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != total || statements != total/1000 {
+		t.Errorf("moved %d with %d statements, want %d with %d", n, statements, total, total/1000)
+	}
+	if c := count(t, dst); c.Ready != total {
+		t.Errorf("dst counts %+v", c)
+	}
+	t.Logf("moved %d messages in %s", total, took)
+	statements = 0
+	n, err = dst.DeleteRows(ctx, rows, queue.BulkOptions{OnBatch: func(int) { statements++ }})
+	if err != nil || n != total || statements != total/queue.DefaultBatchSize {
+		t.Errorf("deleted %d with %d statements (%v)", n, statements, err)
 	}
 }
