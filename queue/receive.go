@@ -32,13 +32,41 @@ func (q *sqlQueue) Receive(ctx context.Context, max int, lease time.Duration) ([
 	if err != nil {
 		return nil, q.errorf("receive", err)
 	}
+	sortDeliveries(ds)
+	return ds, nil
+}
+
+// Take removes up to max visible messages, highest priority then oldest
+// first, and returns them unleased: one DELETE … RETURNING (on PostgreSQL
+// prepared, like the receive).
+func (q *sqlQueue) Take(ctx context.Context, max int) ([]Delivery, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	unlock := q.store.lockWrites()
+	q.store.ops.Add(1)
+	rows, err := q.store.consumeQuery(ctx, q.store.q.take, q.name, micros(time.Now()), max)
+	if err != nil {
+		unlock()
+		return nil, q.errorf("take", err)
+	}
+	ds, err := q.scan(rows)
+	unlock()
+	if err != nil {
+		return nil, q.errorf("take", err)
+	}
+	sortDeliveries(ds)
+	return ds, nil
+}
+
+// sortDeliveries puts a batch in receive order: RETURNING keeps no order.
+func sortDeliveries(ds []Delivery) {
 	sort.Slice(ds, func(i, j int) bool {
 		if ds[i].Priority != ds[j].Priority {
 			return ds[i].Priority > ds[j].Priority
 		}
 		return ds[i].ID < ds[j].ID
 	})
-	return ds, nil
 }
 
 // Wake returns a channel closed at the next enqueue signal for this queue.
