@@ -27,9 +27,10 @@
 // say so where they stand.
 //
 // The tests are grouped by area: enqueue.go, receive.go (receive and
-// take), settle.go (ack, extend, release, started marks), move.go, browse.go (count, peek, find,
-// delete, purge, queues), wake.go, locks.go, records.go (handled records,
-// subscriptions, worker records) and migrations.go (schema, round trips).
+// take), settle.go (ack, extend, release, started marks), move.go,
+// browse.go (count, peek, find, delete, purge, queues), wake.go, locks.go,
+// records.go (handled records, subscriptions, worker records) and
+// migrations.go (schema, round trips).
 package queuetest
 
 import (
