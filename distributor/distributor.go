@@ -155,12 +155,13 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	if controlCfg.Threads == 0 {
 		controlCfg.Threads = 4
 	}
-	if controlCfg.Retry == nil {
-		controlCfg.Retry = &bus.RetryPolicy{MaxAttempts: 3}
-	}
 	var err error
 	controlLog := slog.New(&expiredFilter{next: log.Handler(), count: &d.expiredCtl})
-	d.control, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name + ".control", Inbox: &controlCfg, Logger: controlLog}, cmux)
+	// Control messages are soft state that workers renew: the control inbox
+	// takes them in batches, with no lease and no ack (README: "Where each
+	// step happens").
+	soft := &rolehooks.Hooks{Take: true}
+	d.control, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name + ".control", Inbox: &controlCfg, Logger: controlLog, Role: soft}, cmux)
 	if err != nil {
 		return nil, fmt.Errorf("distributor %q: controlInbox: %w", cfg.Name, err)
 	}
