@@ -37,6 +37,9 @@ const (
 	HeaderDistributedTo = "ferry.distributed-to"
 )
 
+// controlPrefetch is the control inbox's prefetch when its config sets none.
+const controlPrefetch = 64
+
 // DefaultLockTTL is the lock lease when Config sets none.
 const DefaultLockTTL = 5 * time.Second
 
@@ -154,6 +157,11 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	controlCfg := cfg.ControlInbox
 	if controlCfg.Threads == 0 {
 		controlCfg.Threads = 4
+	}
+	if controlCfg.Prefetch == 0 {
+		// Taken messages wait in memory without a lease: a deep buffer lets
+		// one take carry every thread's availability of several workers.
+		controlCfg.Prefetch = controlPrefetch
 	}
 	var err error
 	controlLog := slog.New(&expiredFilter{next: log.Handler(), count: &d.expiredCtl})
