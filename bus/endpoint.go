@@ -168,6 +168,7 @@ type Endpoint struct {
 	handoff        int64       // role.Hooks.Handoff as of Start: read what is handed over to it first
 	acking         sync.Map    // with a handoff: delivery id -> struct{} while its async ack has not committed
 	hooks          *role.Hooks // never nil
+	take           bool        // hooks.Take: the inbox is soft state, taken instead of leased (take.go)
 	checks         []precheck  // run before each handler, in order
 	settler        settler     // acks what handlers handled
 	events         eventHub    // subscribers of Events
@@ -203,6 +204,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 		e.hooks = &role.Hooks{}
 	}
 	e.hooks.Abandon = e.abandon
+	e.take = e.hooks.Take
 	if err := validateRoutes(cfg.Routes); err != nil {
 		return nil, fmt.Errorf("bus: endpoint %q: %w", cfg.Name, err)
 	}
@@ -226,6 +228,9 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 		}
 		if e.errorQueue, err = e.queue(ctx, in.ErrorQueue); err != nil {
 			return nil, fmt.Errorf("bus: endpoint %q: inbox.errorQueue: %w", cfg.Name, err)
+		}
+		if e.take && in.Idempotent {
+			return nil, fmt.Errorf("bus: endpoint %q: inbox.idempotent: not with an inbox that takes its messages", cfg.Name)
 		}
 		if in.Threads < 0 {
 			return nil, fmt.Errorf("bus: endpoint %q: inbox.threads: %d is negative", cfg.Name, in.Threads)
@@ -491,6 +496,9 @@ func (e *Endpoint) abandon() {
 // releaseInflight gives back every message still being handled.
 func (e *Endpoint) releaseInflight() int {
 	n := 0
+	if e.take {
+		return n // taken messages are gone: there is nothing to give back
+	}
 	e.inflight.Range(func(_, v any) bool {
 		f := v.(*inflight)
 		f.mu.Lock()

@@ -24,7 +24,9 @@ const (
 	// EventErrorQueued: it was moved to the error queue.
 	EventErrorQueued EventKind = "error-queued"
 	// EventDiscarded: it was acked unhandled by a discard action (expired
-	// messages by default).
+	// messages by default), or it failed in an inbox of ferry's own that
+	// takes its messages off the queue and cannot retry them (the
+	// distributor's control inbox).
 	EventDiscarded EventKind = "discarded"
 	// EventDuplicate: it was acked unhandled, or its effects rolled back,
 	// because another copy was handled.

@@ -42,7 +42,9 @@ func (e *Endpoint) prechecks() []precheck {
 	if e.rec.maxBody > 0 {
 		checks = append(checks, e.checkOversize)
 	}
-	checks = append(checks, e.checkPoison)
+	if !e.take { // a taken message is never delivered twice
+		checks = append(checks, e.checkPoison)
+	}
 	if e.cfg.Inbox.Idempotent {
 		checks = append(checks, e.checkHandled)
 	}

@@ -17,7 +17,7 @@ const maxErrorText = 2000
 // failHandler classifies a handler's error. An error caused by shutdown is
 // no failure: the message goes back untouched.
 func (e *Endpoint) failHandler(ctx context.Context, d queue.Delivery, env *Envelope, err error, stack string) {
-	if ctx.Err() != nil && stack == "" {
+	if ctx.Err() != nil && stack == "" && !e.take {
 		released, given := false, false
 		_ = e.settle(d, func(sctx context.Context) error {
 			released = true
@@ -72,6 +72,10 @@ func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause erro
 	log := e.log.With("message", d.MessageID, "type", d.Type, "attempt", d.Attempts, "kind", kind, "err", text)
 	if dec.rule >= 0 {
 		log = log.With("rule", dec.rule)
+	}
+	if e.take {
+		e.discardTaken(d, log, kind, text, "taken off its queue (soft state): it cannot be retried")
+		return
 	}
 
 	if dec.action == ActionDiscard {

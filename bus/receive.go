@@ -41,7 +41,11 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 	)
 	defer func() {
 		// Stopping: what is buffered was never handed to a handler.
-		if len(pending) > 0 && !e.abandoned.Load() {
+		switch {
+		case len(pending) == 0 || e.abandoned.Load():
+		case e.take:
+			e.handOverTaken(idle, pending) // taken: it cannot be given back
+		default:
 			e.releaseUnhandled(pending)
 		}
 	}()
@@ -92,7 +96,7 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 				// Stopping must not cancel a receive in flight: the database could
 				// lease rows whose result the driver then drops.
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), receiveTimeout)
-				ds, err := e.receive(rctx, want)
+				ds, err := e.fetch(rctx, want)
 				cancel()
 				switch {
 				case err != nil:

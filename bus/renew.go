@@ -27,7 +27,9 @@ func (e *Endpoint) heartbeat(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
-			e.renewLeases(ctx, now, every)
+			if !e.take { // taken messages hold no lease
+				e.renewLeases(ctx, now, every)
+			}
 			if e.cfg.Inbox.Idempotent && now.Sub(lastForget) > forgetEvery {
 				lastForget = now
 				e.forgetHandled(ctx, now)

@@ -26,6 +26,9 @@ type settler interface {
 
 // newSettler returns the settler of the endpoint's inbox.
 func (e *Endpoint) newSettler() settler {
+	if e.take {
+		return takenAck{e}
+	}
 	if e.cfg.Inbox.Idempotent {
 		return claimedAck{e}
 	}
@@ -96,6 +99,10 @@ var errDuplicate = errors.New("already handled by another copy")
 
 // settleTx commits a transactional handler's transaction with the ack of d.
 func (e *Endpoint) settleTx(d queue.Delivery, msg *Message) {
+	if e.take {
+		e.commitTaken(d, msg)
+		return
+	}
 	err := e.settle(d, func(sctx context.Context) error {
 		if err := e.inbox.AckTx(sctx, msg.tx, d); err != nil {
 			msg.tx.Rollback()

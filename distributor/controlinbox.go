@@ -2,6 +2,7 @@ package distributor
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
@@ -16,17 +17,18 @@ import (
 // controlMux routes the control messages to their handlers.
 func (d *Distributor) controlMux() *bus.Mux {
 	cmux := bus.NewMux()
-	handleControl(cmux, control.TypeStarted, d.onStarted)
-	handleControl(cmux, control.TypeThreadAvailable, d.onAvailable)
-	handleControl(cmux, control.TypeHeartbeat, d.onHeartbeat)
-	handleControl(cmux, control.TypeStopping, d.onStopping)
+	handleControl(cmux, control.TypeStarted, &d.announcements, d.onStarted)
+	handleControl(cmux, control.TypeThreadAvailable, &d.announcements, d.onAvailable)
+	handleControl(cmux, control.TypeHeartbeat, &d.announcements, d.onHeartbeat)
+	handleControl(cmux, control.TypeStopping, &d.announcements, d.onStopping)
 	return cmux
 }
 
 // handleControl routes control messages of type typ to on. A control
 // message's handler never fails: whatever it cannot use is dropped.
-func handleControl[T any](cmux *bus.Mux, typ string, on func(context.Context, T)) {
+func handleControl[T any](cmux *bus.Mux, typ string, n *atomic.Int64, on func(context.Context, T)) {
 	bus.Handle(cmux, typ, func(ctx context.Context, _ *bus.Message, msg T) error {
+		n.Add(1)
 		on(ctx, msg)
 		return nil
 	})

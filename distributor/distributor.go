@@ -37,6 +37,9 @@ const (
 	HeaderDistributedTo = "ferry.distributed-to"
 )
 
+// controlPrefetch is the control inbox's prefetch when its config sets none.
+const controlPrefetch = 64
+
 // DefaultLockTTL is the lock lease when Config sets none.
 const DefaultLockTTL = 5 * time.Second
 
@@ -89,6 +92,9 @@ type Stats struct {
 	Moves int64 `json:"moves"`
 	// Reclaimed counts messages returned from silent or stopped workers.
 	Reclaimed int64 `json:"reclaimed"`
+	// Announcements counts the control messages handled (Started,
+	// ThreadAvailable, Heartbeat, Stopping).
+	Announcements int64 `json:"announcements"`
 }
 
 // Distributor moves inbox messages to available worker threads.
@@ -102,7 +108,7 @@ type Distributor struct {
 	reg     *registry
 	owner   string
 
-	distributed, moves, reclaimed atomic.Int64
+	distributed, moves, reclaimed, announcements atomic.Int64
 	// token is the fencing token of the lock while held, else 0.
 	token atomic.Int64
 	// expiredCtl counts expired control messages not yet summarised.
@@ -155,12 +161,18 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	if controlCfg.Threads == 0 {
 		controlCfg.Threads = 4
 	}
-	if controlCfg.Retry == nil {
-		controlCfg.Retry = &bus.RetryPolicy{MaxAttempts: 3}
+	if controlCfg.Prefetch == 0 {
+		// Taken messages wait in memory without a lease: a deep buffer lets
+		// one take carry every thread's availability of several workers.
+		controlCfg.Prefetch = controlPrefetch
 	}
 	var err error
 	controlLog := slog.New(&expiredFilter{next: log.Handler(), count: &d.expiredCtl})
-	d.control, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name + ".control", Inbox: &controlCfg, Logger: controlLog}, cmux)
+	// Control messages are soft state that workers renew: the control inbox
+	// takes them in batches, with no lease and no ack (README: "Where each
+	// step happens").
+	soft := &rolehooks.Hooks{Take: true}
+	d.control, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name + ".control", Inbox: &controlCfg, Logger: controlLog, Role: soft}, cmux)
 	if err != nil {
 		return nil, fmt.Errorf("distributor %q: controlInbox: %w", cfg.Name, err)
 	}
@@ -187,7 +199,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 
 // Stats returns the distributor's counters.
 func (d *Distributor) Stats() Stats {
-	return Stats{Distributed: d.distributed.Load(), Moves: d.moves.Load(), Reclaimed: d.reclaimed.Load()}
+	return Stats{Distributed: d.distributed.Load(), Moves: d.moves.Load(), Reclaimed: d.reclaimed.Load(), Announcements: d.announcements.Load()}
 }
 
 // Registry returns a snapshot of known workers and their available threads.

@@ -133,6 +133,10 @@ type dialect interface {
 	// Receive leases rows: (visible until, lease token, queue, now, limit),
 	// returning deliveryColumns.
 	Receive() string
+	// Take deletes visible rows and returns them: (queue, now, limit),
+	// returning deliveryColumns with attempts counting this delivery and
+	// lease token 0. Concurrent takers get disjoint rows.
+	Take() string
 	// MoveReady moves visible rows: (dst queue, headers patch, queue, now,
 	// limit), and with fenced also (lock name, token); the fenced move keeps
 	// attempt counts. When notifies is set the statement also wakes dst's

@@ -151,6 +151,12 @@ type Consumer interface {
 	// ReceiveWait is Receive that waits, without spinning, until at least
 	// one message is visible or ctx ends.
 	ReceiveWait(ctx context.Context, max int, lease time.Duration) ([]Delivery, error)
+	// Take removes up to max visible messages and returns them, in
+	// priority order, in one statement: for soft state that its sender
+	// renews, which may be lost. A taken delivery has LeaseToken 0 and is
+	// not settled (Ack, Extend, Release, Move refuse it): it is gone from
+	// the queue already. It returns at once, possibly empty.
+	Take(ctx context.Context, max int) ([]Delivery, error)
 	// Wake returns a channel closed at the next enqueue signal for this
 	// queue. Take it before Receive, so that a message enqueued in between
 	// is not missed.

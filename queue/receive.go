@@ -33,13 +33,42 @@ func (q *sqlQueue) Receive(ctx context.Context, max int, lease time.Duration) ([
 		return nil, q.errorf("receive", err)
 	}
 	q.store.wrote(int64(len(ds)))
+	sortDeliveries(ds)
+	return ds, nil
+}
+
+// Take removes up to max visible messages, highest priority then oldest
+// first, and returns them unleased: one DELETE … RETURNING (on PostgreSQL
+// prepared, like the receive).
+func (q *sqlQueue) Take(ctx context.Context, max int) ([]Delivery, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	unlock := q.store.lockWrites()
+	q.store.ops.Add(1)
+	rows, err := q.store.consumeQuery(ctx, q.store.q.take, q.name, micros(time.Now()), max)
+	if err != nil {
+		unlock()
+		return nil, q.errorf("take", err)
+	}
+	ds, err := q.scan(rows)
+	unlock()
+	if err != nil {
+		return nil, q.errorf("take", err)
+	}
+	q.store.wrote(int64(len(ds)))
+	sortDeliveries(ds)
+	return ds, nil
+}
+
+// sortDeliveries puts a batch in receive order: RETURNING keeps no order.
+func sortDeliveries(ds []Delivery) {
 	sort.Slice(ds, func(i, j int) bool {
 		if ds[i].Priority != ds[j].Priority {
 			return ds[i].Priority > ds[j].Priority
 		}
 		return ds[i].ID < ds[j].ID
 	})
-	return ds, nil
 }
 
 // ReceiveGiven returns up to max messages handed over leased to token by a

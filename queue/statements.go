@@ -5,6 +5,7 @@ package queue
 // multi-row insert and, where pairs are separate arguments, the ack).
 type statements struct {
 	receive string
+	take    string // destructive receive of soft state (Consumer.Take)
 	// moveReady and moveFenced move visible rows; with moveNotifies and
 	// fencedNotifies they also wake dst in other processes and return the
 	// count as a row (see dialect.MoveReady).
@@ -36,7 +37,7 @@ type statements struct {
 }
 
 func newStatements(d dialect) statements {
-	st := statements{receive: d.Receive(), notify: d.Notify(), ackMaxPairs: d.AckMaxPairs(), ackMany: d.AckMany()}
+	st := statements{receive: d.Receive(), take: d.Take(), notify: d.Notify(), ackMaxPairs: d.AckMaxPairs(), ackMany: d.AckMany()}
 	st.moveReady, st.moveNotifies = d.MoveReady(false)
 	st.moveFenced, st.fencedNotifies = d.MoveReady(true)
 	st.moveHandoff, st.handoffNotifies = d.MoveHandoff()

@@ -6,9 +6,9 @@ package role
 
 import "time"
 
-// Hooks let a role follow an endpoint's threads. A role passes them in
-// bus.Config.Role; each func it sets is optional and must not block, and
-// may be set until the endpoint starts.
+// Hooks let a role follow and steer an endpoint's threads. A role passes
+// them in bus.Config.Role; each func it sets is optional and must not
+// block, and may be set until the endpoint starts.
 type Hooks struct {
 	// Idle is called with the threads that found the inbox empty: they wait
 	// for work. It is called again after each empty receive.
@@ -18,6 +18,17 @@ type Hooks struct {
 	// Gate, when set, is asked before each receive; while it returns false
 	// the inbox does not receive (a distributor that prefers its workers).
 	Gate func() bool
+	// Take makes the inbox consume destructively: each receive takes (and
+	// deletes) a batch in one statement (queue.Consumer.Take) instead of
+	// leasing it, and nothing is acked, renewed or given back. A message
+	// whose handling fails, or that fails a pre-check (decode error, no
+	// handler, expired…), cannot be retried or moved to the error queue —
+	// it is gone — so it is logged and counted as discarded; one lost in a
+	// crash between the take and its handler is lost without a trace. Only
+	// for soft state that its sender renews (the distributor's control
+	// inbox: availabilities and heartbeats are repeated every interval).
+	// Not with an idempotent inbox. Read at bus.New.
+	Take bool
 
 	// Handoff, when not zero, is the lease token under which a distributor
 	// hands this endpoint its work already leased (queue.Handoff): the

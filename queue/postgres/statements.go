@@ -22,6 +22,15 @@ FROM (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
 WHERE m.id = picked.id
 RETURNING m.id, m.message_id, m.type, m.priority, m.attempts, m.enqueued_at, m.visible_at, m.lease_token, m.headers, m.body`
 
+// take deletes what it picks: the same pick as receive, so concurrent
+// takers (and receivers) get disjoint rows. The row is gone, so the
+// returned attempts count this delivery and the lease token is 0.
+const take = `DELETE FROM ferry_messages m
+USING (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
+      ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED) picked
+WHERE m.id = picked.id
+RETURNING m.id, m.message_id, m.type, m.priority, m.attempts + 1, m.enqueued_at, m.visible_at, 0, m.headers, m.body`
+
 // The fence check, in the moving statement: FOR SHARE makes a concurrent
 // change of hands wait for the move, or the move see it.
 const fence = ` AND EXISTS (SELECT 1 FROM ferry_locks WHERE name = ? AND token = ? FOR SHARE)`
@@ -61,6 +70,9 @@ ORDER BY priority DESC, id LIMIT ?`
 
 // Receive leases visible rows.
 func (d *Dialect) Receive() string { return dollar(receive) }
+
+// Take deletes visible rows and returns them.
+func (d *Dialect) Take() string { return dollar(take) }
 
 // MoveReady moves visible rows and notifies dst, in one statement.
 func (d *Dialect) MoveReady(fenced bool) (string, bool) {

@@ -28,10 +28,11 @@
 // was extended, a receiver that must be idle before it can be woken), and
 // say so where they stand.
 //
-// The tests are grouped by area: enqueue.go, receive.go, settle.go (ack,
-// extend, release, started marks), move.go, browse.go (count, peek, find,
-// delete, purge, queues), wake.go, locks.go, records.go (handled records,
-// subscriptions, worker records) and migrations.go (schema, round trips).
+// The tests are grouped by area: enqueue.go, receive.go (receive and
+// take), settle.go (ack, extend, release, started marks), move.go,
+// browse.go (count, peek, find, delete, purge, queues), wake.go, locks.go,
+// records.go (handled records, subscriptions, worker records) and
+// migrations.go (schema, round trips).
 package queuetest
 
 import (
@@ -164,6 +165,9 @@ var tests = []contractTest{
 	{name: "ReceiveWaitReturnsReady", fn: testReceiveWaitReturnsReady},
 	{name: "ReceiveWaitHonoursContext", fn: testReceiveWaitHonoursContext},
 	{name: "WakeChannel", fn: testWakeChannel},
+	{name: "Take", fn: testTake},
+	{name: "TakeSkipsDeferredAndLeased", fn: testTakeSkipsDeferredAndLeased},
+	{name: "ConcurrentTakers", fn: testConcurrentTakers},
 	// settle.go
 	{name: "AckLeaseLost", fn: testAckLeaseLost},
 	{name: "AckBatch", fn: testAckBatch},

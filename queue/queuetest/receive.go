@@ -284,3 +284,141 @@ func testReceiveWaitHonoursContext(t *testing.T, h *harness) {
 		t.Fatalf("ReceiveWait returned %s after its context ended, want promptly (MaxPoll is %s)", since, MaxPoll)
 	}
 }
+
+// take calls Take and checks it kept to max.
+func take(t testing.TB, q queue.Queue, max int) []queue.Delivery {
+	t.Helper()
+	ds, err := q.Take(context.Background(), max)
+	if err != nil {
+		t.Fatalf("Take(%d) on %s: %v", max, q.URI(), err)
+	}
+	if len(ds) > max {
+		t.Fatalf("Take(%d) on %s returned %d deliveries", max, q.URI(), len(ds))
+	}
+	return ds
+}
+
+// testTake: Take removes at most max visible messages, in priority then
+// id order, and returns them whole and unleased: they cannot be settled.
+func testTake(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	q := mustQueue(t, s, "take")
+	other := mustQueue(t, s, "take-other")
+	prios := []int{0, 5, 1, 5, 0, -1, 10}
+	var ms []queue.Message
+	for i, p := range prios {
+		m := msg("take", i)
+		m.Priority = p
+		ms = append(ms, m)
+	}
+	want := []string{"take-00006", "take-00001", "take-00003", "take-00002", "take-00000", "take-00004", "take-00005"}
+	enqueue(t, q, ms...)
+	enqueue(t, other, msg("other", 0))
+	if ds := take(t, q, 0); len(ds) != 0 {
+		t.Fatalf("Take(0) = %d deliveries, want none", len(ds))
+	}
+	first := take(t, q, 3)
+	if got := ids(first); !slices.Equal(got, want[:3]) {
+		t.Fatalf("Take(3): %v, want %v", got, want[:3])
+	}
+	expectCount(t, q, queue.Counts{Ready: int64(len(ms) - 3)})
+	rest := take(t, q, 100)
+	if got := ids(rest); !slices.Equal(got, want[3:]) {
+		t.Fatalf("Take(100) after Take(3): %v, want %v", got, want[3:])
+	}
+	expectCount(t, q, queue.Counts{})
+	expectCount(t, other, queue.Counts{Ready: 1})
+	byID := map[string]queue.Message{}
+	for _, m := range ms {
+		byID[m.MessageID] = m
+	}
+	for _, d := range append(first, rest...) {
+		checkMessage(t, d, byID[d.MessageID])
+		if d.LeaseToken != 0 || d.Attempts != 1 || d.Queue != q.Name() || d.ID == 0 || d.EnqueuedAt.IsZero() {
+			t.Errorf("%s: LeaseToken %d, Attempts %d, Queue %q, ID %d, EnqueuedAt %s; want 0, 1, %q, a row id, a time",
+				d.MessageID, d.LeaseToken, d.Attempts, d.Queue, d.ID, d.EnqueuedAt, q.Name())
+		}
+	}
+	if err := q.Ack(ctx, first[0]); !errors.Is(err, queue.ErrNotLeased) {
+		t.Errorf("Ack of a taken delivery: err = %v, want ErrNotLeased", err)
+	}
+	if ds := take(t, q, 10); len(ds) != 0 {
+		t.Fatalf("Take on an emptied queue: %v, want none", ids(ds))
+	}
+}
+
+// testTakeSkipsDeferredAndLeased: Take leaves deferred messages and
+// messages under a lease alone, as Receive does.
+func testTakeSkipsDeferredAndLeased(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	q := mustQueue(t, s, "take-skip")
+	later := msg("later", 0)
+	later.VisibleAt = time.Now().Add(time.Hour)
+	enqueue(t, q, later, msg("leased", 0), msg("ready", 0))
+	leased := receiveOne(t, q, time.Hour) // the oldest visible: leased-00000
+	if leased.MessageID != "leased-00000" {
+		t.Fatalf("received %s, want leased-00000", leased.MessageID)
+	}
+	if got := ids(take(t, q, 10)); !slices.Equal(got, []string{"ready-00000"}) {
+		t.Fatalf("Take: %v, want only the visible ready-00000", got)
+	}
+	expectCount(t, q, queue.Counts{Deferred: 1, InFlight: 1})
+	if err := q.Ack(ctx, leased); err != nil {
+		t.Fatalf("Ack of the leased message after a Take: %v", err)
+	}
+	expectCount(t, q, queue.Counts{Deferred: 1})
+}
+
+// testConcurrentTakers: of takers racing on one queue, each message goes
+// to exactly one.
+func testConcurrentTakers(t *testing.T, h *harness) {
+	s := h.store(t)
+	q := mustQueue(t, s, "take-race")
+	const (
+		n      = 2000
+		takers = 8
+		batch  = 7
+	)
+	enqueue(t, q, msgs("race", n)...)
+	var (
+		mu    sync.Mutex
+		taken = map[string]int{}
+		wg    sync.WaitGroup
+	)
+	for w := range takers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				ds, err := q.Take(t.Context(), batch)
+				if err != nil {
+					t.Errorf("taker %d: Take: %v", w, err)
+					return
+				}
+				if len(ds) > batch {
+					t.Errorf("taker %d: Take(%d) returned %d", w, batch, len(ds))
+				}
+				if len(ds) == 0 {
+					return // drained: nothing is leased or deferred here
+				}
+				mu.Lock()
+				for _, d := range ds {
+					taken[d.MessageID]++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		t.FailNow()
+	}
+	for _, m := range msgs("race", n) {
+		if taken[m.MessageID] != 1 {
+			t.Errorf("%s taken %d times, want 1", m.MessageID, taken[m.MessageID])
+		}
+	}
+	expectCount(t, q, queue.Counts{})
+}

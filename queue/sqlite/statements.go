@@ -11,6 +11,13 @@ WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
       ORDER BY priority DESC, id LIMIT ?)
 RETURNING ` + deliveryColumns
 
+// take deletes visible rows under the write lock, which covers the pick;
+// the row is gone, so attempts count this delivery and the lease token is 0.
+const take = `DELETE FROM ferry_messages
+WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
+      ORDER BY priority DESC, id LIMIT ?)
+RETURNING id, message_id, type, priority, attempts + 1, enqueued_at, visible_at, 0, headers, body`
+
 // The moves of visible rows. The unfenced move starts the attempt count
 // afresh; the fenced one (the distributor's) keeps it and acts only while
 // the lock still has its token.
@@ -37,6 +44,9 @@ ORDER BY priority DESC, id LIMIT ?`
 
 // Receive leases visible rows.
 func (d *Dialect) Receive() string { return receive }
+
+// Take deletes visible rows and returns them.
+func (d *Dialect) Take() string { return take }
 
 // MoveReady moves visible rows; it wakes nobody itself.
 func (d *Dialect) MoveReady(fenced bool) (string, bool) {
