@@ -1,6 +1,7 @@
 package distributor
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +16,13 @@ type availability struct {
 	inbox   string
 	thread  int
 	expires time.Time
+	// used counts the messages moves took for it so far: only a move
+	// capped by the quantum leaves it waiting with a part used.
+	used int
+	// held is set while a move holds it: it is out of the list but stays
+	// in the index, so that a renewal meanwhile refreshes it instead of
+	// adding a second availability for the same thread.
+	held bool
 }
 
 // workerState is what the distributor knows of a worker.
@@ -29,15 +37,24 @@ type workerState struct {
 	persisted time.Time
 }
 
-// registry holds worker sessions and their idle threads. At rest it holds
-// exactly one entry per idle thread of each live worker session: a renewed
-// availability refreshes its entry, a newer session replaces an older one's
-// entries, and entries expire when not renewed.
+// registry holds worker sessions and their idle threads. It holds exactly
+// one entry per idle thread of each live worker session, waiting or held by
+// a move: a renewed availability refreshes its entry (held or not), a newer
+// session replaces an older one's entries, and entries expire when not
+// renewed.
+//
+// Workers are served in turns: line orders the workers with waiting
+// availabilities by when they began waiting, a worker served goes to the
+// back, and a worker with a move in flight (busy) is passed over until it
+// ends. So no worker is served twice while another waits, and one worker's
+// slow move holds up nobody else.
 type registry struct {
 	mu      sync.Mutex
 	workers map[string]*workerState
-	avail   []*availability // first in, first served
+	avail   []*availability // waiting, in the order they arrived
 	index   map[availKey]*availability
+	line    []string        // worker ids with waiting availabilities, in turn
+	busy    map[string]bool // worker ids with a move in flight
 	changed chan struct{}
 	// held counts availabilities taken by the distribute loop and not yet
 	// settled: they are live, only out of the list while a move runs.
@@ -53,7 +70,8 @@ type availKey struct {
 }
 
 func newRegistry() *registry {
-	return &registry{workers: map[string]*workerState{}, index: map[availKey]*availability{}, ended: map[string]string{}, changed: make(chan struct{})}
+	return &registry{workers: map[string]*workerState{}, index: map[availKey]*availability{},
+		busy: map[string]bool{}, ended: map[string]string{}, changed: make(chan struct{})}
 }
 
 // signal wakes whoever waits on changes. Call with mu held.
@@ -94,18 +112,31 @@ func (r *registry) session(id, session, inbox string, now time.Time) (*workerSta
 	return w, true
 }
 
-// dropWorker removes every availability of a worker. Call with mu held.
+// dropWorker removes every availability of a worker, held ones included
+// (their move settles them as gone). Call with mu held.
 func (r *registry) dropWorker(id string) {
 	kept := r.avail[:0]
 	for _, a := range r.avail {
-		if a.worker == id {
-			delete(r.index, availKey{a.worker, a.thread})
-			continue
+		if a.worker != id {
+			kept = append(kept, a)
 		}
-		kept = append(kept, a)
 	}
 	clear(r.avail[len(kept):])
 	r.avail = kept
+	for k := range r.index {
+		if k.worker == id {
+			delete(r.index, k)
+		}
+	}
+	r.line = slices.DeleteFunc(r.line, func(w string) bool { return w == id })
+}
+
+// enqueueLocked puts a worker that has waiting availabilities at the back
+// of the line, unless it is in line already. Call with mu held.
+func (r *registry) enqueueLocked(id string) {
+	if !slices.Contains(r.line, id) {
+		r.line = append(r.line, id)
+	}
 }
 
 func (r *registry) started(m control.Started, now time.Time) {
@@ -142,6 +173,7 @@ func (r *registry) available(m control.ThreadAvailable, now time.Time) {
 	a := &availability{worker: m.WorkerID, session: m.Session, inbox: m.Inbox, thread: m.Thread, expires: expires}
 	r.index[key] = a
 	r.avail = append(r.avail, a)
+	r.enqueueLocked(m.WorkerID)
 	r.signal()
 }
 
@@ -159,44 +191,116 @@ func (r *registry) stopping(m control.Stopping, now time.Time) *workerState {
 	return &cp
 }
 
-// takeWorker removes and returns the first unexpired availability together
-// with every other live availability of the same worker session, in order:
-// one move can serve them all.
-func (r *registry) takeWorker(now time.Time) []*availability {
+// take starts a move: it picks the worker whose turn it is (the first in
+// line without a move in flight), removes that worker's oldest live
+// availabilities from the list, as many as take quantum messages between
+// them (at least one; each may take per, less what it used), marks it busy
+// until release, and sends it to the back of the line. It returns them and
+// the move's limit: what they may take, at most quantum. Expired
+// availabilities are dropped on the way.
+func (r *registry) take(now time.Time, per, quantum int) ([]*availability, int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []*availability
 	kept := r.avail[:0]
+	waiting := map[string]bool{}
 	for _, a := range r.avail {
-		switch {
-		case !a.expires.After(now):
-			delete(r.index, availKey{a.worker, a.thread})
-		case len(out) == 0 || (a.worker == out[0].worker && a.session == out[0].session):
-			delete(r.index, availKey{a.worker, a.thread})
-			out = append(out, a)
-		default:
-			kept = append(kept, a)
+		if !a.expires.After(now) {
+			r.unindexLocked(a)
+			continue
 		}
+		waiting[a.worker] = true
+		kept = append(kept, a)
 	}
 	clear(r.avail[len(kept):])
 	r.avail = kept
+	r.line = slices.DeleteFunc(r.line, func(id string) bool { return !waiting[id] })
+	turn := slices.IndexFunc(r.line, func(id string) bool { return !r.busy[id] })
+	if turn < 0 {
+		return nil, 0
+	}
+	id := r.line[turn]
+	var out []*availability
+	credit := 0
+	kept = r.avail[:0]
+	for _, a := range r.avail {
+		if a.worker == id && (len(out) == 0 || (credit < quantum && a.session == out[0].session)) {
+			a.held = true
+			out = append(out, a)
+			credit += per - a.used
+			continue
+		}
+		kept = append(kept, a)
+	}
+	clear(r.avail[len(kept):])
+	r.avail = kept
+	r.line = slices.Delete(r.line, turn, turn+1)
+	if slices.ContainsFunc(r.avail, func(a *availability) bool { return a.worker == id }) {
+		r.line = append(r.line, id)
+	}
+	r.busy[id] = true
 	r.held += len(out)
-	return out
+	return out, min(credit, quantum)
 }
 
-// settle ends the hold on as, taken by takeWorker: the first used were
-// spent by a move, the rest go back to the front in their order.
-func (r *registry) settle(as []*availability, used int) {
+// release ends the turn of a worker whose move (taken by take) is over.
+func (r *registry) release(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.busy, id)
+	r.signal()
+}
+
+// settle ends the hold on as, taken by take with per for a move that moved
+// n messages. In their order each gives what it may take until n is spent;
+// one left with a part of its messages stays (with the rest) only when the
+// move took all it asked for (capped is true: it stopped at its limit, not
+// at the end of the inbox), else it is spent too, as one availability
+// serves one batch. The others go back to the front in their order. A
+// renewal that came in during the move is absorbed by the availability it
+// renewed: spent or back, there is still one per thread.
+func (r *registry) settle(as []*availability, per, n int, capped bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.held -= len(as)
-	for i := len(as) - 1; i >= used; i-- {
-		r.putBackLocked(as[i])
+	var back []*availability
+	for _, a := range as {
+		a.held = false
+		use := min(per-a.used, n)
+		n -= use
+		a.used += use
+		if a.used >= per || (use > 0 && !capped) {
+			r.unindexLocked(a)
+			continue
+		}
+		back = append(back, a)
+	}
+	for i := len(back) - 1; i >= 0; i-- {
+		r.putBackLocked(back[i])
+	}
+}
+
+// discard ends the hold on as, taken by take, spending them all.
+func (r *registry) discard(as []*availability) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.held -= len(as)
+	for _, a := range as {
+		a.held = false
+		r.unindexLocked(a)
+	}
+}
+
+// unindexLocked removes a from the index, unless another entry replaced it
+// there. Call with mu held.
+func (r *registry) unindexLocked(a *availability) {
+	key := availKey{a.worker, a.thread}
+	if r.index[key] == a {
+		delete(r.index, key)
 	}
 }
 
 // landed reports, after a move into the queue of the session that as (from
-// takeWorker) belong to, whether that session ended meanwhile (it said
+// take) belong to, whether that session ended meanwhile (it said
 // Stopping, or was forgotten): then the move must be undone by returning the
 // worker's queue, since nobody will reclaim it otherwise. The check runs
 // under the same lock as Stopping, so either Stopping saw the moved messages
@@ -219,19 +323,20 @@ func (r *registry) landed(as []*availability) (workerState, bool) {
 	return workerState{}, false
 }
 
-// putBackLocked returns an unused availability to the front, unless a fresher
-// announcement of the same thread arrived meanwhile.
+// putBackLocked returns an availability back from a move to the front,
+// unless it was dropped meanwhile (a newer session, Stopping, forgotten).
 // Call with mu held.
 func (r *registry) putBackLocked(a *availability) {
 	key := availKey{a.worker, a.thread}
-	if _, ok := r.index[key]; ok {
+	if r.index[key] != a {
 		return
 	}
 	if w, ok := r.workers[a.worker]; !ok || w.session != a.session || w.stopping {
+		delete(r.index, key)
 		return
 	}
-	r.index[key] = a
 	r.avail = append([]*availability{a}, r.avail...)
+	r.enqueueLocked(a.worker)
 }
 
 // count returns the number of live availabilities, those held by a move
