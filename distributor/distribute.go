@@ -24,10 +24,10 @@ const moveQuantum = 256
 // moveResult is what a move tells the distribute loop.
 type moveResult struct {
 	n int
-	// drained is set when the move succeeded and found nothing: the inbox
-	// is empty since wake was taken.
-	drained bool
-	wake    <-chan struct{}
+	// short is set when the move succeeded with fewer messages than it
+	// asked for: the inbox was drained, as of wake (taken before it).
+	short bool
+	wake  <-chan struct{}
 }
 
 // distributeLoop serves the workers in turns, first in, first out (see
@@ -47,16 +47,20 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 	defer moves.Wait()
 	running := 0
 	// drained, when set, is the inbox's wake-up channel from before a move
-	// that found it empty: no move starts until it fires or a poll is due.
+	// that came back short: the inbox was empty, so no move starts until
+	// it fires or a poll is due (and moves racing for a few messages do
+	// not each cost a statement).
 	var drained <-chan struct{}
 	ended := func(r moveResult) {
 		running--
-		switch {
-		case r.n > 0:
+		if r.n > 0 {
 			idle.Found()
-			drained = nil
-		case r.drained && drained == nil:
+		}
+		switch {
+		case r.short && drained == nil:
 			drained = r.wake
+		case !r.short && r.n > 0:
+			drained = nil
 		}
 	}
 	for ctx.Err() == nil {
@@ -71,12 +75,12 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 		}
 		changed := d.reg.wait()
 		if running < maxMoves {
-			if as, limit := d.reg.take(time.Now(), d.cfg.DistributeSendCount, moveQuantum); len(as) > 0 {
+			if t, ok := d.reg.take(time.Now(), d.cfg.DistributeSendCount, moveQuantum); ok {
 				running++
 				moves.Add(1)
 				go func() {
 					defer moves.Done()
-					r := d.move(ctx, as, limit, fails)
+					r := d.move(ctx, t, fails)
 					select {
 					case results <- r:
 					case <-ctx.Done():
@@ -95,12 +99,12 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 	}
 }
 
-// move runs one move of up to limit messages to the worker that as (from
-// registry.take) belong to, settles them and ends the worker's turn. After
-// a failure the turn ends only after the retry delay, so the worker's
-// availabilities wait while the others are served.
-func (d *Distributor) move(ctx context.Context, as []*availability, limit int, fails *moveFailures) moveResult {
-	a := as[0]
+// move runs the move of a turn (from registry.take), settles its
+// availabilities and ends the worker's turn. After a failure the turn ends
+// only after the retry delay, so the worker's availabilities wait while
+// the others are served.
+func (d *Distributor) move(ctx context.Context, t turn, fails *moveFailures) moveResult {
+	a, as, limit := t, t.as, t.limit
 	if d.hooks.beforeMove != nil {
 		d.hooks.beforeMove(a.worker, a.session)
 	}
@@ -128,15 +132,19 @@ func (d *Distributor) move(ctx context.Context, as []*availability, limit int, f
 		d.reg.release(a.worker)
 		return moveResult{}
 	}
+	if n > 0 {
+		// Counted before anything else: the worker may handle them at once.
+		d.distributed.Add(int64(n))
+		d.moves.Add(1)
+	}
 	fails.recovered(d.log, a.worker)
 	d.reg.settle(as, per, n, n == limit)
 	d.reg.release(a.worker)
+	res := moveResult{n: n, short: n < limit, wake: wake}
 	if n == 0 {
 		// Nothing to send: the availabilities wait for the inbox.
-		return moveResult{drained: true, wake: wake}
+		return res
 	}
-	d.distributed.Add(int64(n))
-	d.moves.Add(1)
 	if w, gone := d.reg.landed(as); gone {
 		// The session stopped (or was forgotten) while the move ran:
 		// nobody will take these, so give them back now.
@@ -145,7 +153,7 @@ func (d *Distributor) move(ctx context.Context, as []*availability, limit int, f
 			d.forget(ctx, w.id, time.Now())
 		}
 	}
-	return moveResult{n: n}
+	return res
 }
 
 // moveFailures follows, per worker, a run of failed moves: the retry delay,

@@ -191,14 +191,23 @@ func (r *registry) stopping(m control.Stopping, now time.Time) *workerState {
 	return &cp
 }
 
+// turn is one move's share of the registry: the availabilities it holds,
+// the worker session they belong to (copied: a renewal may change the
+// availabilities meanwhile) and how many messages they may take.
+type turn struct {
+	worker, session, inbox string
+	as                     []*availability
+	limit                  int
+}
+
 // take starts a move: it picks the worker whose turn it is (the first in
 // line without a move in flight), removes that worker's oldest live
 // availabilities from the list, as many as take quantum messages between
-// them (at least one; each may take per, less what it used), marks it busy
-// until release, and sends it to the back of the line. It returns them and
-// the move's limit: what they may take, at most quantum. Expired
-// availabilities are dropped on the way.
-func (r *registry) take(now time.Time, per, quantum int) ([]*availability, int) {
+// them (at least one; each may take per, less what it used), and marks the
+// worker busy until release. The limit is what they may take, at most
+// quantum. Expired availabilities are dropped on the way. A busy worker
+// keeps its place in line until its move settles.
+func (r *registry) take(now time.Time, per, quantum int) (turn, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	kept := r.avail[:0]
@@ -213,12 +222,12 @@ func (r *registry) take(now time.Time, per, quantum int) ([]*availability, int) 
 	}
 	clear(r.avail[len(kept):])
 	r.avail = kept
-	r.line = slices.DeleteFunc(r.line, func(id string) bool { return !waiting[id] })
-	turn := slices.IndexFunc(r.line, func(id string) bool { return !r.busy[id] })
-	if turn < 0 {
-		return nil, 0
+	r.line = slices.DeleteFunc(r.line, func(id string) bool { return !waiting[id] && !r.busy[id] })
+	i := slices.IndexFunc(r.line, func(id string) bool { return waiting[id] && !r.busy[id] })
+	if i < 0 {
+		return turn{}, false
 	}
-	id := r.line[turn]
+	id := r.line[i]
 	var out []*availability
 	credit := 0
 	kept = r.avail[:0]
@@ -233,13 +242,9 @@ func (r *registry) take(now time.Time, per, quantum int) ([]*availability, int) 
 	}
 	clear(r.avail[len(kept):])
 	r.avail = kept
-	r.line = slices.Delete(r.line, turn, turn+1)
-	if slices.ContainsFunc(r.avail, func(a *availability) bool { return a.worker == id }) {
-		r.line = append(r.line, id)
-	}
 	r.busy[id] = true
 	r.held += len(out)
-	return out, min(credit, quantum)
+	return turn{worker: id, session: out[0].session, inbox: out[0].inbox, as: out, limit: min(credit, quantum)}, true
 }
 
 // release ends the turn of a worker whose move (taken by take) is over.
@@ -258,9 +263,19 @@ func (r *registry) release(id string) {
 // serves one batch. The others go back to the front in their order. A
 // renewal that came in during the move is absorbed by the availability it
 // renewed: spent or back, there is still one per thread.
+//
+// A worker that was given messages goes to the back of the line; one whose
+// move found none keeps its place, so that when moves to several workers
+// race for a few messages the winner's turn passes and the losers' do not.
 func (r *registry) settle(as []*availability, per, n int, capped bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if n > 0 && len(as) > 0 {
+		id := as[0].worker
+		if i := slices.Index(r.line, id); i >= 0 {
+			r.line = append(slices.Delete(r.line, i, i+1), id)
+		}
+	}
 	r.held -= len(as)
 	var back []*availability
 	for _, a := range as {

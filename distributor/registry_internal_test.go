@@ -28,19 +28,27 @@ func (w regWorker) announce(r *registry, now time.Time, threads ...int) {
 // takeOf takes a turn and checks that it is worker id's, returning what it took.
 func takeOf(t *testing.T, r *registry, now time.Time, per, quantum int, id string) ([]*availability, int) {
 	t.Helper()
-	as, limit := r.take(now, per, quantum)
-	if len(as) == 0 {
+	tu, ok := r.take(now, per, quantum)
+	if !ok {
 		t.Fatalf("took nothing, want a turn of %s", id)
 	}
-	for _, a := range as {
-		if a.worker != id {
-			t.Fatalf("took an availability of %s in a turn of %s, want %s", a.worker, as[0].worker, id)
+	for _, a := range tu.as {
+		if a.worker != id || tu.worker != id {
+			t.Fatalf("took an availability of %s in a turn of %s, want %s", a.worker, tu.worker, id)
 		}
 	}
-	if limit > per*len(as) {
-		t.Fatalf("limit %d for %d availabilities of %d each: more than they asked for", limit, len(as), per)
+	if tu.limit > per*len(tu.as) {
+		t.Fatalf("limit %d for %d availabilities of %d each: more than they asked for", tu.limit, len(tu.as), per)
 	}
-	return as, limit
+	return tu.as, tu.limit
+}
+
+// noTurn checks that no worker can be served now.
+func noTurn(t *testing.T, r *registry, now time.Time, per, quantum int, why string) {
+	t.Helper()
+	if tu, ok := r.take(now, per, quantum); ok {
+		t.Fatalf("%s, yet %s was served", why, tu.worker)
+	}
 }
 
 // Workers are served in the order their availabilities arrived, a worker
@@ -59,9 +67,7 @@ func TestRegistryServesWorkersInTurns(t *testing.T) {
 	bs, _ := takeOf(t, r, now, per, quantum, "b")
 	// a has more waiting, but its move is in flight: c's turn.
 	cs, _ := takeOf(t, r, now, per, quantum, "c")
-	if more, _ := r.take(now, per, quantum); more != nil {
-		t.Fatalf("took a second move for %s while its first runs", more[0].worker)
-	}
+	noTurn(t, r, now, per, quantum, "every worker with availabilities waiting has a move in flight")
 	r.settle(as, per, per, true)
 	r.release("a")
 	r.settle(cs, per, per, true)
@@ -72,9 +78,7 @@ func TestRegistryServesWorkersInTurns(t *testing.T) {
 	takeOf(t, r, now, per, quantum, "c")
 	r.settle(bs, per, per, true)
 	r.release("b")
-	if more, _ := r.take(now, per, quantum); more != nil {
-		t.Fatalf("b has nothing waiting, yet %s was served", more[0].worker)
-	}
+	noTurn(t, r, now, per, quantum, "b has nothing waiting and a and c have moves in flight")
 }
 
 // With small send counts one turn takes every waiting availability of the
@@ -112,15 +116,14 @@ func TestRegistryLargeSendCountTakesTurns(t *testing.T) {
 	took := map[string]int{}
 	var order []string
 	for range 20 {
-		as, limit := r.take(now, per, quantum)
-		if len(as) == 0 {
+		tu, ok := r.take(now, per, quantum)
+		if !ok {
 			break
 		}
-		id := as[0].worker
-		order = append(order, id)
-		took[id] += limit
-		r.settle(as, per, limit, true)
-		r.release(id)
+		order = append(order, tu.worker)
+		took[tu.worker] += tu.limit
+		r.settle(tu.as, per, tu.limit, true)
+		r.release(tu.worker)
 	}
 	if took["a"] != per || took["b"] != per {
 		t.Fatalf("took %v, want %d each", took, per)
@@ -130,6 +133,25 @@ func TestRegistryLargeSendCountTakesTurns(t *testing.T) {
 			t.Fatalf("turns %v: a worker served twice in a row while the other waited", order)
 		}
 	}
+}
+
+// Moves to two workers race for a few messages: the one that got them goes
+// to the back of the line, the one that found nothing keeps its place.
+func TestRegistryEmptyMoveKeepsItsTurn(t *testing.T) {
+	r := newRegistry()
+	now := time.Now()
+	a, b := regWorker{"a", bus.NewID()}, regWorker{"b", bus.NewID()}
+	a.announce(r, now, 0)
+	b.announce(r, now, 0)
+	as, _ := takeOf(t, r, now, 5, 256, "a")
+	bs, _ := takeOf(t, r, now, 5, 256, "b")
+	r.settle(bs, 5, 3, false)
+	r.release("b")
+	b.announce(r, now, 0)
+	r.settle(as, 5, 0, false)
+	r.release("a")
+	takeOf(t, r, now, 5, 256, "a")
+	takeOf(t, r, now, 5, 256, "b")
 }
 
 // A thread that renews its availability while a move holds it still has
