@@ -74,8 +74,10 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			continue
 		}
 		changed := d.reg.wait()
+		sweep := time.Second // expiry
 		if running < maxMoves {
-			if t, ok := d.reg.take(time.Now(), d.cfg.DistributeSendCount, moveQuantum); ok {
+			t, ok := d.reg.take(time.Now(), d.cfg.DistributeSendCount, moveQuantum)
+			if ok {
 				running++
 				moves.Add(1)
 				go func() {
@@ -88,13 +90,16 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 				}()
 				continue
 			}
+			if t.retry > 0 {
+				sweep = t.retry // a slow turn stops holding up the others
+			}
 		}
 		select {
 		case <-ctx.Done():
 		case r := <-results:
 			ended(r)
 		case <-changed:
-		case <-time.After(time.Second): // expiry sweep
+		case <-time.After(sweep):
 		}
 	}
 }

@@ -55,6 +55,8 @@ type registry struct {
 	index   map[availKey]*availability
 	line    []string        // worker ids with waiting availabilities, in turn
 	busy    map[string]bool // worker ids with a move in flight
+	marks   map[string]mark // per worker id, its last turn
+	seq     uint64          // turns begun
 	changed chan struct{}
 	// held counts availabilities taken by the distribute loop and not yet
 	// settled: they are live, only out of the list while a move runs.
@@ -71,7 +73,7 @@ type availKey struct {
 
 func newRegistry() *registry {
 	return &registry{workers: map[string]*workerState{}, index: map[availKey]*availability{},
-		busy: map[string]bool{}, ended: map[string]string{}, changed: make(chan struct{})}
+		busy: map[string]bool{}, marks: map[string]mark{}, ended: map[string]string{}, changed: make(chan struct{})}
 }
 
 // signal wakes whoever waits on changes. Call with mu held.
@@ -191,6 +193,17 @@ func (r *registry) stopping(m control.Stopping, now time.Time) *workerState {
 	return &cp
 }
 
+// slowTurn is how long a worker's turn may hold up another worker that
+// already had a turn since it began: past it, that worker's move counts as
+// slow (its database, or the network to it) and the others go on.
+const slowTurn = 100 * time.Millisecond
+
+// mark is when a worker's last turn began.
+type mark struct {
+	seq   uint64
+	began time.Time
+}
+
 // turn is one move's share of the registry: the availabilities it holds,
 // the worker session they belong to (copied: a renewal may change the
 // availabilities meanwhile) and how many messages they may take.
@@ -198,6 +211,9 @@ type turn struct {
 	worker, session, inbox string
 	as                     []*availability
 	limit                  int
+	// retry, when take found nothing to start, is when to try again
+	// without waiting for a change (zero: wait for one).
+	retry time.Duration
 }
 
 // take starts a move: it picks the worker whose turn it is (the first in
@@ -207,6 +223,12 @@ type turn struct {
 // worker busy until release. The limit is what they may take, at most
 // quantum. Expired availabilities are dropped on the way. A busy worker
 // keeps its place in line until its move settles.
+//
+// Moves run at once, so a worker whose moves end sooner could otherwise
+// be served over and over during another's one turn: a worker that had a
+// turn since another waiting worker's turn began waits for that turn to
+// end, for up to slowTurn. Each is at most one turn ahead of the others,
+// unless their moves are slow.
 func (r *registry) take(now time.Time, per, quantum int) (turn, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -223,9 +245,21 @@ func (r *registry) take(now time.Time, per, quantum int) (turn, bool) {
 	clear(r.avail[len(kept):])
 	r.avail = kept
 	r.line = slices.DeleteFunc(r.line, func(id string) bool { return !waiting[id] && !r.busy[id] })
-	i := slices.IndexFunc(r.line, func(id string) bool { return waiting[id] && !r.busy[id] })
+	var retry time.Duration
+	ahead := func(id string) bool {
+		for x := range r.busy {
+			if m := r.marks[x]; waiting[x] && m.seq < r.marks[id].seq {
+				if held := now.Sub(m.began); held < slowTurn {
+					retry = max(retry, slowTurn-held)
+					return true
+				}
+			}
+		}
+		return false
+	}
+	i := slices.IndexFunc(r.line, func(id string) bool { return waiting[id] && !r.busy[id] && !ahead(id) })
 	if i < 0 {
-		return turn{}, false
+		return turn{retry: retry}, false
 	}
 	id := r.line[i]
 	var out []*availability
@@ -243,6 +277,8 @@ func (r *registry) take(now time.Time, per, quantum int) (turn, bool) {
 	clear(r.avail[len(kept):])
 	r.avail = kept
 	r.busy[id] = true
+	r.seq++
+	r.marks[id] = mark{seq: r.seq, began: now}
 	r.held += len(out)
 	return turn{worker: id, session: out[0].session, inbox: out[0].inbox, as: out, limit: min(credit, quantum)}, true
 }
@@ -404,6 +440,7 @@ func (r *registry) forget(id string, cutoff time.Time) (string, bool) {
 	defer r.mu.Unlock()
 	if w, ok := r.workers[id]; ok && (w.stopping || w.lastSeen.Before(cutoff)) {
 		delete(r.workers, id)
+		delete(r.marks, id)
 		if w.stopping {
 			r.ended[id] = w.session
 		}

@@ -222,3 +222,31 @@ func TestSlowMoveToOneWorkerDoesNotStallOthers(t *testing.T) {
 		})
 	})
 }
+
+// Moves run at once, yet a worker whose moves end sooner is at most one
+// turn ahead of another waiting worker, unless that one's move is slow.
+func TestRegistryAtMostOneTurnAhead(t *testing.T) {
+	r := newRegistry()
+	now := time.Now()
+	a, b := regWorker{"a", bus.NewID()}, regWorker{"b", bus.NewID()}
+	const per, quantum = 1000, 256
+	a.announce(r, now, 0, 1)
+	b.announce(r, now, 0, 1)
+	as, _ := takeOf(t, r, now, per, quantum, "a")
+	takeOf(t, r, now, per, quantum, "b")
+	r.settle(as, per, quantum, true)
+	r.release("a")
+	// b's turn began after a's: a may have its next one meanwhile.
+	as, _ = takeOf(t, r, now, per, quantum, "a")
+	r.settle(as, per, quantum, true)
+	r.release("a")
+	// a had a turn since b's began: it waits for b, for up to slowTurn.
+	tu, ok := r.take(now, per, quantum)
+	if ok {
+		t.Fatalf("%s served again during b's one turn", tu.worker)
+	}
+	if tu.retry <= 0 || tu.retry > slowTurn {
+		t.Fatalf("retry in %s, want within %s", tu.retry, slowTurn)
+	}
+	takeOf(t, r, now.Add(slowTurn), per, quantum, "a")
+}
