@@ -51,6 +51,10 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 	// it fires or a poll is due (and moves racing for a few messages do
 	// not each cost a statement).
 	var drained <-chan struct{}
+	// probing is set while the inbox may hold only a few messages (at the
+	// start and after it was drained): one move at a time, until one comes
+	// back full, so that moves to several workers do not race for them.
+	probing := true
 	ended := func(r moveResult) {
 		running--
 		if r.n > 0 {
@@ -60,7 +64,7 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 		case r.short && drained == nil:
 			drained = r.wake
 		case !r.short && r.n > 0:
-			drained = nil
+			drained, probing = nil, false
 		}
 	}
 	for ctx.Err() == nil {
@@ -69,13 +73,13 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			case waiter.Other:
 				ended(r)
 			case waiter.Woken, waiter.Polled:
-				drained = nil
+				drained, probing = nil, true
 			}
 			continue
 		}
 		changed := d.reg.wait()
 		sweep := time.Second // expiry
-		if running < maxMoves {
+		if running < maxMoves && (!probing || running == 0) {
 			t, ok := d.reg.take(time.Now(), d.cfg.DistributeSendCount, moveQuantum)
 			if ok {
 				running++
