@@ -20,10 +20,7 @@ func TestSendRoutedAndExplicit(t *testing.T) {
 		ctx := context.Background()
 		var got recorder[OrderPlaced]
 		mux := bus.NewMux()
-		bus.Handle(mux, "orders.placed", func(ctx context.Context, m *bus.Message, o OrderPlaced) error {
-			got.add(m, o)
-			return nil
-		})
+		record(mux, "orders.placed", &got)
 		start(t, conns, bus.Config{Name: "orders", Inbox: inbox("orders", 2)}, mux)
 
 		client, err := bus.New(ctx, conns, bus.Config{Name: "client",
@@ -84,10 +81,7 @@ func TestPublishToSubscribers(t *testing.T) {
 		var billing, shipping, late recorder[OrderAccepted]
 		sub := func(name string, r *recorder[OrderAccepted]) {
 			mux := bus.NewMux()
-			bus.Handle(mux, "orders.accepted", func(ctx context.Context, m *bus.Message, o OrderAccepted) error {
-				r.add(m, o)
-				return nil
-			})
+			record(mux, "orders.accepted", r)
 			start(t, conns, bus.Config{Name: name, Inbox: inbox(name, 1), Subscribe: []string{"orders.accepted"}}, mux)
 		}
 		sub("billing", &billing)
@@ -136,10 +130,7 @@ func TestReplyAndCorrelation(t *testing.T) {
 		var pongs recorder[Pong]
 		client := bus.NewMux()
 		bus.RegisterType[Ping](client, "ping")
-		bus.Handle(client, "pong", func(ctx context.Context, m *bus.Message, p Pong) error {
-			pongs.add(m, p)
-			return nil
-		})
+		record(client, "pong", &pongs)
 		cep := start(t, conns, bus.Config{Name: "client", Inbox: inbox("client", 1),
 			Routes: []bus.Route{{Types: []string{"ping"}, Queue: "sql://default/server"}}}, client)
 		if err := cep.Send(ctx, Ping{N: 41}, bus.CorrelationID("conv-7"), bus.Header("tenant", "acme")); err != nil {
@@ -202,13 +193,8 @@ func TestCausationChain(t *testing.T) {
 func TestReservedHeaderRefused(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
 		ctx := t.Context()
-		mux := bus.NewMux()
-		bus.RegisterType[Ping](mux, "ping")
-		ep, err := bus.New(ctx, conns, bus.Config{Name: "client"}, mux)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = ep.Send(ctx, Ping{N: 1}, bus.To("sql://default/reserved"), bus.Header("ferry.id", "x"))
+		ep := pingSender(t, conns, "client")
+		err := ep.Send(ctx, Ping{N: 1}, bus.To("sql://default/reserved"), bus.Header("ferry.id", "x"))
 		if !errors.Is(err, bus.ErrReservedHeader) || !strings.Contains(err.Error(), `"ferry.id"`) {
 			t.Fatalf("Send with header ferry.id: %v; want ErrReservedHeader naming it", err)
 		}
@@ -265,27 +251,14 @@ func TestDeferAndExpiry(t *testing.T) {
 
 func TestPriorityHonoured(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
-		ctx := context.Background()
-		mux := bus.NewMux()
-		bus.RegisterType[Ping](mux, "ping")
-		sender, err := bus.New(ctx, conns, bus.Config{Name: "s"}, mux)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sender := pingSender(t, conns, "s")
 		for i := range 5 {
-			if err := sender.Send(ctx, Ping{N: i}, bus.To("sql://default/p")); err != nil {
-				t.Fatal(err)
-			}
+			mustSend(t, sender, Ping{N: i}, bus.To("sql://default/p"))
 		}
-		if err := sender.Send(ctx, Ping{N: 99}, bus.To("sql://default/p"), bus.Priority(10)); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, sender, Ping{N: 99}, bus.To("sql://default/p"), bus.Priority(10))
 		var got recorder[Ping]
 		h := bus.NewMux()
-		bus.Handle(h, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			got.add(m, p)
-			return nil
-		})
+		record(h, "ping", &got)
 		start(t, conns, bus.Config{Name: "p", Inbox: inbox("p", 1)}, h)
 		testkit.Eventually(t, 5*time.Second, "all handled", func() bool { return got.len() == 6 })
 		if env, p := got.get(0); p.N != 99 || env.Priority != 10 {
@@ -302,12 +275,7 @@ func TestPriorityHonoured(t *testing.T) {
 func TestTransactionalSend(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
 		ctx := context.Background()
-		mux := bus.NewMux()
-		bus.RegisterType[Ping](mux, "ping")
-		ep, err := bus.New(ctx, conns, bus.Config{Name: "tx"}, mux)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ep := pingSender(t, conns, "tx")
 		store, err := conns.Store(ctx, "default")
 		if err != nil {
 			t.Fatal(err)
@@ -337,19 +305,12 @@ func TestTransactionalSend(t *testing.T) {
 
 func TestTransactionalHandler(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
-		ctx := context.Background()
-		store, err := conns.Store(ctx, "default")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := store.DB().ExecContext(ctx, `CREATE TABLE effects (id TEXT NOT NULL)`); err != nil {
-			t.Fatal(err)
-		}
+		store := effectsTable(t, conns)
 		var calls atomic.Int32
 		mux := bus.NewMux()
 		bus.RegisterType[Pong](mux, "pong")
 		bus.HandleTx(mux, "ping", func(ctx context.Context, m *bus.Message, tx *sql.Tx, p Ping) error {
-			if _, err := tx.ExecContext(ctx, testkit.SQLX(store).Rebind(`INSERT INTO effects (id) VALUES (?)`), m.ID); err != nil {
+			if err := insertEffect(ctx, store, tx, m); err != nil {
 				return err
 			}
 			if err := m.Send(ctx, Pong{N: p.N}, bus.To("sql://default/out")); err != nil {
@@ -362,17 +323,12 @@ func TestTransactionalHandler(t *testing.T) {
 		})
 		ep := start(t, conns, bus.Config{Name: "txh", Inbox: inbox("txh", 1)}, mux)
 		events := watch(t, ep)
-		if err := ep.Send(ctx, Ping{N: 5}, bus.To("sql://default/txh")); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, ep, Ping{N: 5}, bus.To("sql://default/txh"))
 		events.waitFor(t, 5*time.Second, bus.EventHandled, 1)
 		if s := ep.Stats(); s.Handled != 1 {
 			t.Errorf("stats %+v, want one handled", s)
 		}
-		var n int
-		if err := testkit.SQLX(store).GetContext(ctx, &n, `SELECT COUNT(*) FROM effects`); err != nil {
-			t.Fatal(err)
-		}
+		n := countEffects(t, store)
 		if n != 1 || calls.Load() != 2 {
 			t.Errorf("effects %d after %d calls; want exactly 1 after 2", n, calls.Load())
 		}
@@ -387,20 +343,12 @@ func TestTransactionalHandler(t *testing.T) {
 
 func TestIdempotentReceive(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
-		ctx := context.Background()
 		var calls atomic.Int32
-		mux := bus.NewMux()
-		bus.Handle(mux, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			calls.Add(1)
-			return nil
-		})
 		cfg := inbox("idem", 1)
 		cfg.Idempotent = true
-		ep := start(t, conns, bus.Config{Name: "idem", Inbox: cfg}, mux)
+		ep := start(t, conns, bus.Config{Name: "idem", Inbox: cfg}, countPings(&calls, nil))
 		for range 3 {
-			if err := ep.Send(ctx, Ping{}, bus.To("sql://default/idem"), bus.MessageID("same-id")); err != nil {
-				t.Fatal(err)
-			}
+			mustSend(t, ep, Ping{}, bus.To("sql://default/idem"), bus.MessageID("same-id"))
 		}
 		testkit.Eventually(t, 5*time.Second, "three deliveries settled", func() bool {
 			s := ep.Stats()
@@ -426,12 +374,9 @@ func TestBadMessagesReachErrorQueue(t *testing.T) {
 		})
 		ep := start(t, conns, bus.Config{Name: "bad", Inbox: inbox("bad", 2)}, mux)
 		events := watch(t, ep)
-		to := bus.To("sql://default/bad")
 		send := func(body any) {
 			t.Helper()
-			if err := ep.Send(ctx, body, to); err != nil {
-				t.Fatal(err)
-			}
+			mustSend(t, ep, body, bus.To("sql://default/bad"))
 		}
 		send(Ping{N: -1})                                  // panics
 		send(bus.Raw{Type: "ping", Body: []byte("{oops")}) // cannot decode
@@ -489,18 +434,13 @@ func TestBadMessagesReachErrorQueue(t *testing.T) {
 
 func TestPermanentErrorSkipsRetries(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
-		ctx := context.Background()
 		var calls atomic.Int32
-		mux := bus.NewMux()
-		bus.Handle(mux, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			calls.Add(1)
+		mux := countPings(&calls, func(ctx context.Context, m *bus.Message, p Ping) error {
 			return bus.Permanent(errors.New("invalid order"))
 		})
 		ep := start(t, conns, bus.Config{Name: "perm", Inbox: inbox("perm", 1)}, mux)
 		events := watch(t, ep)
-		if err := ep.Send(ctx, Ping{}, bus.To("sql://default/perm")); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, ep, Ping{}, bus.To("sql://default/perm"))
 		events.waitFor(t, 5*time.Second, bus.EventErrorQueued, 1)
 		if s := ep.Stats(); s.Errored != 1 {
 			t.Errorf("stats %+v, want one errored", s)
@@ -516,9 +456,7 @@ func TestStopReleasesWhatIsLeft(t *testing.T) {
 		ctx := context.Background()
 		var busy atomic.Int32
 		unblock := make(chan struct{})
-		mux := bus.NewMux()
-		bus.Handle(mux, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			busy.Add(1)
+		mux := countPings(&busy, func(ctx context.Context, m *bus.Message, p Ping) error {
 			if p.N == 0 {
 				<-unblock // ignores ctx: a handler that will not stop
 				return nil
@@ -526,18 +464,10 @@ func TestStopReleasesWhatIsLeft(t *testing.T) {
 			<-ctx.Done() // honours ctx
 			return ctx.Err()
 		})
-		ep, err := bus.New(ctx, conns, bus.Config{Name: "stop", Inbox: inbox("stop", 4)}, mux)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ep.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
+		ep := launch(t, conns, bus.Config{Name: "stop", Inbox: inbox("stop", 4)}, mux)
 		defer close(unblock)
 		for i := range 6 {
-			if err := ep.Send(ctx, Ping{N: i}, bus.To("sql://default/stop")); err != nil {
-				t.Fatal(err)
-			}
+			mustSend(t, ep, Ping{N: i}, bus.To("sql://default/stop"))
 		}
 		testkit.Eventually(t, 5*time.Second, "four busy handlers", func() bool { return busy.Load() == 4 })
 		stopCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
@@ -564,23 +494,13 @@ func TestStopWaitsForHandlers(t *testing.T) {
 		ctx := context.Background()
 		var started atomic.Int32
 		release := make(chan struct{})
-		mux := bus.NewMux()
-		bus.Handle(mux, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			started.Add(1)
+		mux := countPings(&started, func(ctx context.Context, m *bus.Message, p Ping) error {
 			<-release
 			return nil
 		})
-		ep, err := bus.New(ctx, conns, bus.Config{Name: "wait", Inbox: inbox("wait", 2)}, mux)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := ep.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
+		ep := launch(t, conns, bus.Config{Name: "wait", Inbox: inbox("wait", 2)}, mux)
 		for i := range 2 {
-			if err := ep.Send(ctx, Ping{N: i}, bus.To("sql://default/wait")); err != nil {
-				t.Fatal(err)
-			}
+			mustSend(t, ep, Ping{N: i}, bus.To("sql://default/wait"))
 		}
 		testkit.Eventually(t, 5*time.Second, "two busy handlers", func() bool { return started.Load() == 2 })
 		time.AfterFunc(100*time.Millisecond, func() { close(release) })
@@ -625,13 +545,10 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 // consumers, instead of waiting under a renewed lease for as long as it hangs.
 func TestPrefetchedMessagesBehindStuckHandlerAreGivenBack(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
-		ctx := context.Background()
 		stuck := make(chan struct{})
 		defer close(stuck)
 		var first atomic.Int32
-		mux := bus.NewMux()
-		bus.Handle(mux, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			first.Add(1)
+		mux := countPings(&first, func(ctx context.Context, m *bus.Message, p Ping) error {
 			select { // hangs, ignoring its context, as a broken handler would
 			case <-stuck:
 			}
@@ -641,19 +558,12 @@ func TestPrefetchedMessagesBehindStuckHandlerAreGivenBack(t *testing.T) {
 		in.Lease, in.Prefetch = 600*time.Millisecond, 4
 		ep := start(t, conns, bus.Config{Name: "stuck", Inbox: in}, mux)
 		for i := range 5 {
-			if err := ep.Send(ctx, Ping{N: i}, bus.To("sql://default/stuckq")); err != nil {
-				t.Fatal(err)
-			}
+			mustSend(t, ep, Ping{N: i}, bus.To("sql://default/stuckq"))
 		}
 		testkit.Eventually(t, 5*time.Second, "the first message in the stuck handler", func() bool { return first.Load() == 1 })
 
 		var others atomic.Int32
-		helper := bus.NewMux()
-		bus.Handle(helper, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			others.Add(1)
-			return nil
-		})
-		start(t, conns, bus.Config{Name: "helper", Inbox: inbox("stuckq", 2)}, helper)
+		start(t, conns, bus.Config{Name: "helper", Inbox: inbox("stuckq", 2)}, countPings(&others, nil))
 		testkit.Eventually(t, 10*time.Second, "the four buffered messages handled by the other endpoint", func() bool { return others.Load() == 4 })
 		if first.Load() != 1 {
 			t.Errorf("the stuck endpoint started %d handlers, want 1", first.Load())

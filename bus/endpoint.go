@@ -165,6 +165,8 @@ type Endpoint struct {
 	cancelReleased atomic.Int64
 	stopping       atomic.Bool // Stop has begun: what the heartbeat gives back counts in released
 	inflight       sync.Map    // delivery id -> *inflight
+	handoff        int64       // role.Hooks.Handoff as of Start: read what is handed over to it first
+	acking         sync.Map    // with a handoff: delivery id -> struct{} while its async ack has not committed
 	hooks          *role.Hooks // never nil
 	checks         []precheck  // run before each handler, in order
 	settler        settler     // acks what handlers handled
@@ -236,6 +238,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 		if e.lease <= 0 {
 			e.lease = 30 * time.Second
 		}
+		e.hooks.Lease = e.lease
 		if subConn == "" {
 			subConn = e.inbox.Store().Name()
 		}
@@ -333,6 +336,7 @@ func (e *Endpoint) Start(ctx context.Context) error {
 	}
 	e.checks = e.prechecks()
 	e.settler = e.newSettler()
+	e.handoff = e.hooks.Handoff
 	n := e.Threads()
 	recvCtx, recvStop := context.WithCancel(context.Background())
 	e.recvStop = recvStop
@@ -440,6 +444,9 @@ func (e *Endpoint) stop(ctx context.Context) error {
 	e.beats.Wait()
 	e.hcancel()
 	e.acks.close(ctx)
+	if e.handoff != 0 {
+		e.releaseGiven()
+	}
 	e.log.Info("endpoint stopped", "released", e.released.Load(), "stats", e.Stats())
 	return err
 }

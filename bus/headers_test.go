@@ -46,9 +46,7 @@ func TestUndecodableHeadersParkedIntact(t *testing.T) {
 			insertRawRow(t, store, "rawh", id, raw)
 		}
 		var calls atomic.Int32
-		mux := bus.NewMux()
-		bus.Handle(mux, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			calls.Add(1)
+		mux := countPings(&calls, func(ctx context.Context, m *bus.Message, p Ping) error {
 			t.Errorf("handler ran for %s with headers %v, correlation id %q", m.ID, m.Headers, m.CorrelationID)
 			return nil
 		})

@@ -2,13 +2,17 @@ package bus_test
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/internal/faultproxy"
 	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/internal/testkit"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -26,8 +30,8 @@ func forEachStore(t *testing.T, fn func(t *testing.T, conns *queue.Connections))
 	}
 }
 
-// start creates and starts an endpoint, stopped when the test ends.
-func start(t *testing.T, conns *queue.Connections, cfg bus.Config, mux *bus.Mux) *bus.Endpoint {
+// launch creates and starts an endpoint the test stops itself.
+func launch(t *testing.T, conns *queue.Connections, cfg bus.Config, mux *bus.Mux) *bus.Endpoint {
 	t.Helper()
 	ctx := context.Background()
 	ep, err := bus.New(ctx, conns, cfg, mux)
@@ -37,12 +41,106 @@ func start(t *testing.T, conns *queue.Connections, cfg bus.Config, mux *bus.Mux)
 	if err := ep.Start(ctx); err != nil {
 		t.Fatalf("start endpoint %s: %v", cfg.Name, err)
 	}
+	return ep
+}
+
+// start creates and starts an endpoint, stopped when the test ends.
+func start(t *testing.T, conns *queue.Connections, cfg bus.Config, mux *bus.Mux) *bus.Endpoint {
+	t.Helper()
+	ep := launch(t, conns, cfg, mux)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		ep.Stop(ctx)
 	})
 	return ep
+}
+
+// pingSender is an endpoint with no inbox that sends Ping as "ping", along
+// routes when the send names no queue.
+func pingSender(t *testing.T, conns *queue.Connections, name string, routes ...bus.Route) *bus.Endpoint {
+	t.Helper()
+	mux := bus.NewMux()
+	bus.RegisterType[Ping](mux, "ping")
+	ep, err := bus.New(context.Background(), conns, bus.Config{Name: name, Routes: routes}, mux)
+	if err != nil {
+		t.Fatalf("new endpoint %s: %v", name, err)
+	}
+	return ep
+}
+
+// mustSend sends body through ep, failing the test if the send fails.
+func mustSend(t *testing.T, ep *bus.Endpoint, body any, opts ...bus.SendOption) {
+	t.Helper()
+	if err := ep.Send(context.Background(), body, opts...); err != nil {
+		t.Fatalf("send %T: %v", body, err)
+	}
+}
+
+// countPings is a mux whose "ping" handler counts each call in calls and
+// then returns what fn does (nil when fn is nil).
+func countPings(calls *atomic.Int32, fn func(ctx context.Context, m *bus.Message, p Ping) error) *bus.Mux {
+	mux := bus.NewMux()
+	bus.Handle(mux, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
+		calls.Add(1)
+		if fn == nil {
+			return nil
+		}
+		return fn(ctx, m, p)
+	})
+	return mux
+}
+
+// effectsTable creates the table "effects" (one id per committed side
+// effect) on connection "default" and returns that store.
+func effectsTable(t *testing.T, conns *queue.Connections) queue.Store {
+	t.Helper()
+	ctx := context.Background()
+	store, err := conns.Store(ctx, "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.DB().ExecContext(ctx, `CREATE TABLE effects (id TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+// insertEffect records m as one side effect inside tx.
+func insertEffect(ctx context.Context, store queue.Store, tx *sql.Tx, m *bus.Message) error {
+	_, err := tx.ExecContext(ctx, testkit.SQLX(store).Rebind(`INSERT INTO effects (id) VALUES (?)`), m.ID)
+	return err
+}
+
+// countEffects is how many side effects were committed.
+func countEffects(t *testing.T, store queue.Store) int {
+	t.Helper()
+	var n int
+	if err := testkit.SQLX(store).GetContext(context.Background(), &n, `SELECT COUNT(*) FROM effects`); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// outage is a PostgreSQL schema reached two ways: direct, and conns
+// through proxy, which the test can make refuse, drop or freeze.
+type outage struct {
+	direct, conns *queue.Connections
+	proxy         *faultproxy.Proxy
+}
+
+// newOutage opens both, the proxied one with opts (AutoMigrate set), closed
+// when the test ends.
+func newOutage(t *testing.T, opts queue.Options) outage {
+	t.Helper()
+	base := testdb.Postgres(t)
+	direct := queue.NewConnections(map[string]string{"default": base}, queue.Options{AutoMigrate: true})
+	t.Cleanup(func() { direct.Close() })
+	p, proxied := faultproxy.Postgres(t, base)
+	opts.AutoMigrate = true
+	conns := queue.NewConnections(map[string]string{"default": proxied}, opts)
+	t.Cleanup(func() { conns.Close() })
+	return outage{direct: direct, conns: conns, proxy: p}
 }
 
 // inbox is an inbox config on connection "default" with fast retries.
@@ -67,6 +165,14 @@ func (r *recorder[T]) add(m *bus.Message, v T) {
 	defer r.mu.Unlock()
 	r.msgs = append(r.msgs, m.Envelope)
 	r.vals = append(r.vals, v)
+}
+
+// record handles typ on mux by adding each message to r.
+func record[T any](mux *bus.Mux, typ string, r *recorder[T]) {
+	bus.Handle(mux, typ, func(ctx context.Context, m *bus.Message, v T) error {
+		r.add(m, v)
+		return nil
+	})
 }
 
 func (r *recorder[T]) len() int {

@@ -36,17 +36,9 @@ func (b *barrier) wait(alsoWhen func() bool) bool {
 // so that one receive hands them to n threads at once.
 func sendCopies(t *testing.T, conns *queue.Connections, to string, n int) {
 	t.Helper()
-	ctx := context.Background()
-	mux := bus.NewMux()
-	bus.RegisterType[Ping](mux, "ping")
-	sender, err := bus.New(ctx, conns, bus.Config{Name: "sender"}, mux)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sender := pingSender(t, conns, "sender")
 	for range n {
-		if err := sender.Send(ctx, Ping{N: 1}, bus.To(to), bus.MessageID("same-id")); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, sender, Ping{N: 1}, bus.To(to), bus.MessageID("same-id"))
 	}
 }
 
@@ -56,13 +48,7 @@ func sendCopies(t *testing.T, conns *queue.Connections, to string, n int) {
 func TestIdempotentConcurrentCopiesTx(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
 		ctx := context.Background()
-		store, err := conns.Store(ctx, "default")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := store.DB().ExecContext(ctx, `CREATE TABLE effects (id TEXT NOT NULL)`); err != nil {
-			t.Fatal(err)
-		}
+		store := effectsTable(t, conns)
 		sendCopies(t, conns, "sql://default/idem-tx", 3)
 		var ep *bus.Endpoint
 		var calls atomic.Int32
@@ -76,7 +62,7 @@ func TestIdempotentConcurrentCopiesTx(t *testing.T) {
 		mux := bus.NewMux()
 		bus.HandleTx(mux, "ping", func(ctx context.Context, m *bus.Message, tx *sql.Tx, p Ping) error {
 			calls.Add(1)
-			if _, err := tx.ExecContext(ctx, testkit.SQLX(store).Rebind(`INSERT INTO effects (id) VALUES (?)`), m.ID); err != nil {
+			if err := insertEffect(ctx, store, tx, m); err != nil {
 				return err
 			}
 			if !b.wait(early) {
@@ -86,6 +72,7 @@ func TestIdempotentConcurrentCopiesTx(t *testing.T) {
 		})
 		cfg := inbox("idem-tx", 3)
 		cfg.Idempotent = true
+		var err error
 		ep, err = bus.New(ctx, conns, bus.Config{Name: "idem-tx", Inbox: cfg}, mux)
 		if err != nil {
 			t.Fatal(err)
@@ -102,10 +89,7 @@ func TestIdempotentConcurrentCopiesTx(t *testing.T) {
 			s := ep.Stats()
 			return s.Handled+s.Duplicates+s.Failed >= 3
 		})
-		var n int
-		if err := testkit.SQLX(store).GetContext(ctx, &n, `SELECT COUNT(*) FROM effects`); err != nil {
-			t.Fatal(err)
-		}
+		n := countEffects(t, store)
 		s := ep.Stats()
 		if n != 1 || s.Handled != 1 || s.Duplicates != 2 {
 			t.Errorf("%d effect rows committed, stats %+v (handler ran %d times); want 1 effect, 1 handled, 2 duplicates", n, s, calls.Load())

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
-	"github.com/ferrybus/ferry/internal/faultproxy"
-	"github.com/ferrybus/ferry/internal/testdb"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -19,14 +17,9 @@ import (
 // is back is handled.
 func TestReceiveRecoversPromptly(t *testing.T) {
 	ctx := context.Background()
-	base := testdb.Postgres(t)
-	direct := queue.NewConnections(map[string]string{"default": base}, queue.Options{AutoMigrate: true})
-	defer direct.Close()
-	p, proxied := faultproxy.Postgres(t, base)
 	rec, log := testkit.NewLog()
-	conns := queue.NewConnections(map[string]string{"default": proxied},
-		queue.Options{AutoMigrate: true, MaxPoll: 100 * time.Millisecond, Logger: log})
-	defer conns.Close()
+	o := newOutage(t, queue.Options{MaxPoll: 100 * time.Millisecond, Logger: log})
+	direct, p := o.direct, o.proxy
 
 	got := make(chan Ping, 10)
 	mux := bus.NewMux()
@@ -34,12 +27,8 @@ func TestReceiveRecoversPromptly(t *testing.T) {
 		got <- v
 		return nil
 	})
-	start(t, conns, bus.Config{Name: "pinged", Inbox: inbox("pings", 2), Logger: log}, mux)
-	sender, err := bus.New(ctx, direct, bus.Config{Name: "sender",
-		Routes: []bus.Route{{Types: []string{"ping"}, Queue: "sql://default/pings"}}}, mux)
-	if err != nil {
-		t.Fatal(err)
-	}
+	start(t, o.conns, bus.Config{Name: "pinged", Inbox: inbox("pings", 2), Logger: log}, mux)
+	sender := pingSender(t, direct, "sender", bus.Route{Types: []string{"ping"}, Queue: "sql://default/pings"})
 	waitPing := func(n int) {
 		t.Helper()
 		select {

@@ -92,7 +92,7 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 				// Stopping must not cancel a receive in flight: the database could
 				// lease rows whose result the driver then drops.
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), receiveTimeout)
-				ds, err := e.inbox.Receive(rctx, want, e.lease)
+				ds, err := e.receive(rctx, want)
 				cancel()
 				switch {
 				case err != nil:
@@ -115,7 +115,8 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 					w.Found()
 					now := time.Now()
 					for _, d := range ds {
-						e.inflight.Store(d.ID, &inflight{d: d, received: now, renewed: now})
+						at := e.leasedAt(d, now)
+						e.inflight.Store(d.ID, &inflight{d: d, received: at, renewed: at})
 					}
 					pending = append(pending, ds...)
 					if len(ds) < want {
@@ -153,6 +154,80 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 		}
 		// The buffer is full enough: wait for a thread to come free.
 		if !e.waitThread(ctx, &idle) {
+			return
+		}
+	}
+}
+
+// receive leases up to want messages. With a handoff token (a worker's
+// endpoint) it first reads the messages its distributor moved in already
+// leased to it, other than those it holds; only when there are none does
+// it lease, for the rows whose handed-over lease ended and those moved by
+// a distributor that predates handoffs.
+func (e *Endpoint) receive(ctx context.Context, want int) ([]queue.Delivery, error) {
+	if e.handoff != 0 {
+		ds, err := e.inbox.ReceiveGiven(ctx, e.handoff, want, e.held())
+		if err != nil || len(ds) > 0 {
+			return ds, err
+		}
+	}
+	return e.inbox.Receive(ctx, want, e.lease)
+}
+
+// held lists the row ids the endpoint holds: buffered, being handled, or
+// being acked. A message moves into acking before it leaves inflight, so
+// reading inflight first misses none.
+func (e *Endpoint) held() []int64 {
+	ids := []int64{}
+	collect := func(k, _ any) bool {
+		ids = append(ids, k.(int64))
+		return true
+	}
+	e.inflight.Range(collect)
+	e.acking.Range(collect)
+	return ids
+}
+
+// leasedAt is when d's lease began, as renewals count it: now for a
+// message just leased; for one handed over, when the move leased it (its
+// lease's end less the endpoint's lease), so that it is renewed, or given
+// back from the buffer, before that lease ends.
+func (e *Endpoint) leasedAt(d queue.Delivery, now time.Time) time.Time {
+	if e.handoff == 0 || d.LeaseToken != e.handoff {
+		return now
+	}
+	at := d.VisibleAt.Add(-e.lease)
+	switch {
+	case at.After(now):
+		return now
+	case at.Before(now.Add(-e.lease)):
+		return now.Add(-e.lease)
+	}
+	return at
+}
+
+// releaseGiven gives back, once Stop has settled everything, the messages
+// handed over to the endpoint that it never read: they would stay leased
+// to a session that has ended until their lease ran out. A release that
+// fails leaves that message to its lease.
+func (e *Endpoint) releaseGiven() {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	const page = 500
+	skip := e.held()
+	for {
+		ds, err := e.inbox.ReceiveGiven(ctx, e.handoff, page, skip)
+		if err != nil {
+			e.log.Warn("cannot give back messages handed over but never read; they return when their leases end", "err", err)
+			return
+		}
+		for _, d := range ds {
+			if err := e.inbox.Release(ctx, d, queue.ReleaseOptions{Uncount: true}); err != nil {
+				e.log.Warn("release of a handed-over message failed; its lease will expire", "message", d.MessageID, "err", err)
+				skip = append(skip, d.ID)
+			}
+		}
+		if len(ds) < page {
 			return
 		}
 	}

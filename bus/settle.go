@@ -152,9 +152,21 @@ func (e *Endpoint) settleAsync(d queue.Delivery, done func(error)) {
 	released := f.released
 	f.released = true
 	f.mu.Unlock()
-	if !released {
-		e.acks.ackAsync(d, done)
+	if released {
+		return
 	}
+	if e.handoff != 0 {
+		// Until the ack commits, the row is still leased to the handoff
+		// token and no longer in inflight: held must still list it, or
+		// ReceiveGiven would return it again.
+		e.acking.Store(d.ID, struct{}{})
+		inner := done
+		done = func(err error) {
+			e.acking.Delete(d.ID)
+			inner(err)
+		}
+	}
+	e.acks.ackAsync(d, done)
 }
 
 // deliveryLog is the endpoint's logger with d's identity. It is built only

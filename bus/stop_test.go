@@ -40,49 +40,34 @@ func (s *syncBuffer) String() string {
 // does not receive the message meanwhile, and it is handled exactly once.
 func TestStopKeepsRenewingLeases(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
-		ctx := context.Background()
 		// Renewed every third of it: a long lease leaves room for a slow
 		// heartbeat on a loaded machine.
 		const lease = 2 * time.Second
 		entered := make(chan struct{}, 1)
 		unblock := make(chan struct{})
 		var firstCalls, secondCalls atomic.Int32
-		mux1 := bus.NewMux()
-		bus.Handle(mux1, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			firstCalls.Add(1)
+		mux1 := countPings(&firstCalls, func(ctx context.Context, m *bus.Message, p Ping) error {
 			entered <- struct{}{}
 			<-unblock
 			return nil
 		})
 		in1 := inbox("renew", 1)
 		in1.Lease, in1.Prefetch = lease, -1
-		first, err := bus.New(ctx, conns, bus.Config{Name: "renew-1", Inbox: in1}, mux1)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := first.Start(ctx); err != nil {
-			t.Fatal(err)
-		}
+		first := launch(t, conns, bus.Config{Name: "renew-1", Inbox: in1}, mux1)
 		released := false
 		defer func() {
 			if !released {
 				close(unblock)
 			}
 		}()
-		if err := first.Send(ctx, Ping{N: 1}, bus.To("sql://default/renew")); err != nil {
-			t.Fatal(err)
-		}
+		mustSend(t, first, Ping{N: 1}, bus.To("sql://default/renew"))
 		select {
 		case <-entered:
 		case <-time.After(10 * time.Second):
 			t.Fatal("the handler never started")
 		}
 
-		mux2 := bus.NewMux()
-		bus.Handle(mux2, "ping", func(ctx context.Context, m *bus.Message, p Ping) error {
-			secondCalls.Add(1)
-			return nil
-		})
+		mux2 := countPings(&secondCalls, nil)
 		in2 := inbox("renew", 1)
 		in2.Lease, in2.Prefetch = lease, -1
 		start(t, conns, bus.Config{Name: "renew-2", Inbox: in2}, mux2)

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
-	"github.com/ferrybus/ferry/internal/faultproxy"
-	"github.com/ferrybus/ferry/internal/testdb"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -18,12 +16,8 @@ import (
 // another endpoint: nothing is lost.
 func TestStopEndsByItsDeadlineWhileFrozen(t *testing.T) {
 	ctx := context.Background()
-	base := testdb.Postgres(t)
-	direct := queue.NewConnections(map[string]string{"default": base}, queue.Options{AutoMigrate: true})
-	defer direct.Close()
-	p, proxied := faultproxy.Postgres(t, base)
-	conns := queue.NewConnections(map[string]string{"default": proxied}, queue.Options{AutoMigrate: true})
-	defer conns.Close()
+	o := newOutage(t, queue.Options{})
+	direct, p := o.direct, o.proxy
 
 	running := make(chan struct{}, 1)
 	mux := bus.NewMux()
@@ -34,21 +28,9 @@ func TestStopEndsByItsDeadlineWhileFrozen(t *testing.T) {
 	})
 	cfg := inbox("frozen", 1)
 	cfg.Lease = 2 * time.Second
-	ep, err := bus.New(ctx, conns, bus.Config{Name: "frozen", Inbox: cfg}, mux)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ep.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	sender, err := bus.New(ctx, direct, bus.Config{Name: "sender",
-		Routes: []bus.Route{{Types: []string{"ping"}, Queue: "sql://default/frozen"}}}, mux)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := sender.Send(ctx, Ping{N: 1}); err != nil {
-		t.Fatal(err)
-	}
+	ep := launch(t, o.conns, bus.Config{Name: "frozen", Inbox: cfg}, mux)
+	sender := pingSender(t, direct, "sender", bus.Route{Types: []string{"ping"}, Queue: "sql://default/frozen"})
+	mustSend(t, sender, Ping{N: 1})
 	select {
 	case <-running:
 	case <-time.After(30 * time.Second):

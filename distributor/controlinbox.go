@@ -13,27 +13,23 @@ import (
 // registry, and each worker's session and last sighting are recorded in the
 // database so that a distributor taking over knows them.
 
-// controlMux routes the control messages to their handlers. A control
-// message's handler never fails: whatever it cannot use is dropped.
+// controlMux routes the control messages to their handlers.
 func (d *Distributor) controlMux() *bus.Mux {
 	cmux := bus.NewMux()
-	bus.Handle(cmux, control.TypeStarted, func(ctx context.Context, m *bus.Message, s control.Started) error {
-		d.onStarted(ctx, s)
-		return nil
-	})
-	bus.Handle(cmux, control.TypeThreadAvailable, func(ctx context.Context, m *bus.Message, a control.ThreadAvailable) error {
-		d.onAvailable(ctx, a)
-		return nil
-	})
-	bus.Handle(cmux, control.TypeHeartbeat, func(ctx context.Context, m *bus.Message, h control.Heartbeat) error {
-		d.onHeartbeat(ctx, h)
-		return nil
-	})
-	bus.Handle(cmux, control.TypeStopping, func(ctx context.Context, m *bus.Message, s control.Stopping) error {
-		d.onStopping(ctx, s)
-		return nil
-	})
+	handleControl(cmux, control.TypeStarted, d.onStarted)
+	handleControl(cmux, control.TypeThreadAvailable, d.onAvailable)
+	handleControl(cmux, control.TypeHeartbeat, d.onHeartbeat)
+	handleControl(cmux, control.TypeStopping, d.onStopping)
 	return cmux
+}
+
+// handleControl routes control messages of type typ to on. A control
+// message's handler never fails: whatever it cannot use is dropped.
+func handleControl[T any](cmux *bus.Mux, typ string, on func(context.Context, T)) {
+	bus.Handle(cmux, typ, func(ctx context.Context, _ *bus.Message, msg T) error {
+		on(ctx, msg)
+		return nil
+	})
 }
 
 func (d *Distributor) onStarted(ctx context.Context, s control.Started) {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/internal/waiter"
+	"github.com/ferrybus/ferry/queue"
 )
 
 // maxMoves bounds the moves in flight at once; there is at most one per
@@ -127,7 +128,7 @@ func (d *Distributor) move(ctx context.Context, t turn, fails *moveFailures) mov
 	}
 	per := d.cfg.DistributeSendCount
 	n, err := d.inbox.MoveReadyFenced(ctx, dst, limit, map[string]string{
-		HeaderDistributedTo: a.inbox, bus.HeaderReturnTo: d.inbox.URI()}, d.fence())
+		HeaderDistributedTo: a.inbox, bus.HeaderReturnTo: d.inbox.URI()}, d.fence(), t.handoff)
 	if d.hooks.afterMove != nil {
 		d.hooks.afterMove(n, err)
 	}
@@ -204,4 +205,17 @@ func (f *moveFailures) recovered(log *slog.Logger, worker string) {
 	if down, failures, ended := w.Recovered(time.Now()); ended {
 		log.Info("moves to worker succeed again", "worker", worker, "down", down.Round(100*time.Millisecond), "failures", failures)
 	}
+}
+
+// handoff is how a move for as (one worker session's availabilities) hands
+// the messages over: leased to the session's handoff token when its
+// availabilities carry one (a worker that predates handoffs sends none).
+// Call with the registry's mu held: a renewal may change them.
+func handoff(as []*availability) queue.Handoff {
+	for _, a := range as {
+		if a.handoff != 0 && a.lease > 0 {
+			return queue.Handoff{Token: a.handoff, For: a.lease}
+		}
+	}
+	return queue.Handoff{}
 }

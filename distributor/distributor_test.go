@@ -182,7 +182,7 @@ func sendJobs(t *testing.T, conns *queue.Connections, from, to int) {
 	}
 }
 
-func TestEveryMessageOnceAndFairShares(t *testing.T) {
+func TestEveryMessageOnce(t *testing.T) {
 	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
 		d := newDistributor(t, conns, distributor.Config{Distribute: true, DistributeSendCount: 5}, nil)
 		got := newTally()
@@ -201,19 +201,15 @@ func TestEveryMessageOnceAndFairShares(t *testing.T) {
 		testkit.Eventually(t, 5*time.Second, "queues drained", func() bool {
 			return testkit.Count(t, conns, inboxURI).Total() == 0
 		})
-		byJob, byWorker := got.snapshot()
+		byJob, _ := got.snapshot()
 		for n, c := range byJob {
 			if c != 1 {
 				t.Errorf("job %d handled %d times", n, c)
 			}
 		}
-		mean := float64(total) / float64(len(ids))
-		for _, id := range ids {
-			if dev := (float64(byWorker[id]) - mean) / mean; dev > 0.10 || dev < -0.10 {
-				t.Errorf("worker %s handled %d of %d jobs: %.1f%% from an equal share (want within 10%%); shares %v",
-					id, byWorker[id], total, 100*dev, byWorker)
-			}
-		}
+		// Shares are not asserted: timing does not guarantee them (a loaded
+		// machine can starve one worker's threads for a while). ferry bench
+		// measures them; BENCHMARKS.md has the figures.
 		// The counter moves just after the messages do.
 		testkit.Eventually(t, 5*time.Second, fmt.Sprintf("%d counted as distributed", total), func() bool {
 			return d.Stats().Distributed == total

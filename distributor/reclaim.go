@@ -3,6 +3,8 @@ package distributor
 import (
 	"context"
 	"time"
+
+	"github.com/ferrybus/ferry/queue"
 )
 
 // reclaimLoop returns the queues of silent workers to the inbox. Silence is
@@ -68,7 +70,7 @@ func (d *Distributor) reclaim(ctx context.Context, w workerState) bool {
 	}
 	total := 0
 	for {
-		n, err := src.MoveReadyFenced(ctx, d.inbox, 1000, map[string]string{HeaderDistributedTo: ""}, d.fence())
+		n, err := src.MoveReadyFenced(ctx, d.inbox, 1000, map[string]string{HeaderDistributedTo: ""}, d.fence(), queue.Handoff{})
 		if err != nil {
 			d.log.Error("reclaim failed", "worker", w.id, "err", err)
 			return false

@@ -23,6 +23,10 @@ type availability struct {
 	// in the index, so that a renewal meanwhile refreshes it instead of
 	// adding a second availability for the same thread.
 	held bool
+	// handoff and lease are the session's handoff (control.ThreadAvailable):
+	// the lease its moved work gets; zero moves it unleased.
+	handoff int64
+	lease   time.Duration
 }
 
 // workerState is what the distributor knows of a worker.
@@ -169,10 +173,10 @@ func (r *registry) available(m control.ThreadAvailable, now time.Time) {
 	}
 	key := availKey{m.WorkerID, m.Thread}
 	if a, ok := r.index[key]; ok {
-		a.expires, a.session, a.inbox = expires, m.Session, m.Inbox
+		a.expires, a.session, a.inbox, a.handoff, a.lease = expires, m.Session, m.Inbox, m.Handoff, m.Lease
 		return
 	}
-	a := &availability{worker: m.WorkerID, session: m.Session, inbox: m.Inbox, thread: m.Thread, expires: expires}
+	a := &availability{worker: m.WorkerID, session: m.Session, inbox: m.Inbox, thread: m.Thread, expires: expires, handoff: m.Handoff, lease: m.Lease}
 	r.index[key] = a
 	r.avail = append(r.avail, a)
 	r.enqueueLocked(m.WorkerID)
@@ -205,12 +209,13 @@ type mark struct {
 }
 
 // turn is one move's share of the registry: the availabilities it holds,
-// the worker session they belong to (copied: a renewal may change the
-// availabilities meanwhile) and how many messages they may take.
+// the worker session they belong to and its handoff (copied: a renewal may
+// change the availabilities meanwhile) and how many messages they may take.
 type turn struct {
 	worker, session, inbox string
 	as                     []*availability
 	limit                  int
+	handoff                queue.Handoff
 	// retry, when take found nothing to start, is when to try again
 	// without waiting for a change (zero: wait for one).
 	retry time.Duration
@@ -280,7 +285,7 @@ func (r *registry) take(now time.Time, per, quantum int) (turn, bool) {
 	r.seq++
 	r.marks[id] = mark{seq: r.seq, began: now}
 	r.held += len(out)
-	return turn{worker: id, session: out[0].session, inbox: out[0].inbox, as: out, limit: min(credit, quantum)}, true
+	return turn{worker: id, session: out[0].session, inbox: out[0].inbox, as: out, limit: min(credit, quantum), handoff: handoff(out)}, true
 }
 
 // release ends the turn of a worker whose move (taken by take) is over.

@@ -155,6 +155,7 @@ func (q *sqlQueue) leaseRows(ctx context.Context, ids []int64) ([]Delivery, int6
 	if err != nil {
 		return nil, 0, fmt.Errorf("lease: %w", err)
 	}
+	q.store.wrote(int64(len(ds)))
 	sort.Slice(ds, func(i, j int) bool { return ds[i].ID < ds[j].ID })
 	return ds, token, nil
 }

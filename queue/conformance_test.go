@@ -52,9 +52,21 @@ func sqlDriver(dialect string) queuetest.Driver {
 			opts.AutoMigrate = false
 			return queuetest.OpenStoreWith(t, testdb.DSN(t, dialect), opts)
 		},
+		// Moves between the two databases ferry speaks.
+		OpenOther: func(t testing.TB) queue.Store {
+			return queuetest.OpenStore(t, testdb.DSN(t, otherDialect(dialect)))
+		},
 		InsertRawRow: insertRawRow,
 		Features:     features,
 	}
+}
+
+// otherDialect is the dialect that is not d.
+func otherDialect(d string) string {
+	if d == "postgres" {
+		return "sqlite"
+	}
+	return "postgres"
 }
 
 // insertRawRow writes a ready row with headers text that ferry's encoder

@@ -139,6 +139,16 @@ type dialect interface {
 	// receivers in other processes, taking (channel, dst queue) last, and
 	// returns one row with the count moved.
 	MoveReady(fenced bool) (query string, notifies bool)
+	// MoveHandoff is the fenced MoveReady that also leases the moved rows
+	// for their receiver: (dst queue, lease token, visible until, headers
+	// patch, queue, now, limit, lock name, token), then (channel, dst
+	// queue) when notifies is set; it counts the move as a delivery
+	// (attempts + 1), as the receive it replaces would have.
+	MoveHandoff() (query string, notifies bool)
+	// ReceiveGiven reads, without writing, the rows handed over to a lease
+	// token: (queue, lease token, now, ids to skip, limit), returning
+	// deliveryColumns in receive order.
+	ReceiveGiven() string
 	// Insert stores n messages: 8 arguments each (queue, message id, type,
 	// priority, visible at, enqueued at, headers, body), then (channel,
 	// queue) when notify is set and the dialect has a channel.

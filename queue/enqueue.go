@@ -109,6 +109,7 @@ func (q *sqlQueue) enqueue(ctx context.Context, ex Execer, msgs []Message) (bool
 		if _, err := ex.ExecContext(ctx, q.store.d.Insert(len(chunk), notify), args...); err != nil {
 			return false, q.errorf("enqueue", err)
 		}
+		q.store.wrote(int64(len(chunk)))
 		woke = woke || notify
 	}
 	return woke, nil

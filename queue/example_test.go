@@ -22,6 +22,30 @@ func exampleDir() string {
 	return dir
 }
 
+// exampleQueues resolves the queue URIs against connection "default", a
+// SQLite file in a temporary folder; call done to close it and remove the
+// folder.
+func exampleQueues(ctx context.Context, uris ...string) (qs []queue.Queue, done func()) {
+	dir := exampleDir()
+	conns := queue.NewConnections(map[string]string{"default": "sqlite://" + filepath.Join(dir, "ferry.db")},
+		queue.Options{AutoMigrate: true})
+	done = func() {
+		if err := conns.Close(); err != nil {
+			log.Printf("close: %v", err)
+		}
+		os.RemoveAll(dir)
+	}
+	for _, uri := range uris {
+		q, err := conns.Queue(ctx, uri)
+		if err != nil {
+			done()
+			log.Fatalf("resolve %s: %v", uri, err)
+		}
+		qs = append(qs, q)
+	}
+	return qs, done
+}
+
 // Open a store, enqueue a message, receive it under a lease and ack it once
 // handled.
 func ExampleOpen() {
@@ -72,18 +96,9 @@ func ExampleOpen() {
 // Receive does not see it until then.
 func ExampleMessage_visibleAt() {
 	ctx := context.Background()
-	dir := exampleDir()
-	defer os.RemoveAll(dir)
-
-	store, err := queue.Open(ctx, "sqlite://"+filepath.Join(dir, "ferry.db"), queue.Options{AutoMigrate: true})
-	if err != nil {
-		log.Fatalf("open: %v", err)
-	}
-	defer store.Close()
-	q, err := store.Queue("reminders")
-	if err != nil {
-		log.Fatalf("queue: %v", err)
-	}
+	qs, done := exampleQueues(ctx, "sql://default/reminders")
+	defer done()
+	q := qs[0]
 
 	if err := q.Enqueue(ctx,
 		queue.Message{MessageID: "now", Type: "reminder"},
@@ -140,20 +155,9 @@ func ExampleConnections() {
 // starts afresh: visible, attempt count zero, with the headers given.
 func ExampleMover_Move() {
 	ctx := context.Background()
-	dir := exampleDir()
-	defer os.RemoveAll(dir)
-
-	conns := queue.NewConnections(map[string]string{"default": "sqlite://" + filepath.Join(dir, "ferry.db")},
-		queue.Options{AutoMigrate: true})
-	defer conns.Close()
-	orders, err := conns.Queue(ctx, "sql://default/orders")
-	if err != nil {
-		log.Fatalf("resolve: %v", err)
-	}
-	parked, err := conns.Queue(ctx, "sql://default/parked")
-	if err != nil {
-		log.Fatalf("resolve: %v", err)
-	}
+	qs, done := exampleQueues(ctx, "sql://default/orders", "sql://default/parked")
+	defer done()
+	orders, parked := qs[0], qs[1]
 
 	if err := orders.Enqueue(ctx, queue.Message{MessageID: "m-1", Type: "order.placed"}); err != nil {
 		log.Fatalf("enqueue: %v", err)

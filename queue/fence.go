@@ -18,12 +18,23 @@ import (
 // the lock has changed hands it moves nothing.
 // Unlike MoveReady it keeps each message's attempt count.
 //
+// With a handoff (Token not zero) the same statement also leases the moved
+// rows to handoff.Token for handoff.For, counting the move as a delivery
+// (attempts + 1): the receiver reads them with ReceiveGiven instead of
+// leasing them again, and when it never does they come back at the end of
+// the lease like any other. A zero Handoff moves them unleased, as ever.
+//
 // When the lock, this queue and dst are not all in one database the check
 // is a separate statement just before the move (and the count is reset,
-// as by MoveReady), which narrows but does not close the window.
-func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence) (int, error) {
+// as by MoveReady), which narrows but does not close the window; the rows
+// then arrive unleased whatever the handoff, as they do from the row by
+// row move that a row with malformed headers falls back to.
+func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence, handoff Handoff) (int, error) {
 	if limit <= 0 {
 		return 0, nil
+	}
+	if handoff.Token != 0 && handoff.For <= 0 {
+		return 0, q.errorf("move to "+dst.URI(), fmt.Errorf("handoff lease must be positive, got %s", handoff.For))
 	}
 	same := q.local(dst)
 	if same == nil || fence.store != q.store {
@@ -41,15 +52,24 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 	if err != nil {
 		return 0, q.errorf("move to "+dst.URI(), err)
 	}
-	now := micros(time.Now())
+	now := time.Now()
+	// The plain fenced move and the handoff differ only in their statement
+	// and the lease arguments before the patch.
+	query, notifies := q.store.q.moveFenced, q.store.q.fencedNotifies
+	args := []any{same.name, patch, q.name, micros(now), limit, fence.name, fence.token}
+	if handoff.Token != 0 {
+		query, notifies = q.store.q.moveHandoff, q.store.q.handoffNotifies
+		args = []any{same.name, handoff.Token, micros(now.Add(handoff.For)), patch, q.name, micros(now), limit, fence.name, fence.token}
+	}
 	var n int
-	if q.store.q.fencedNotifies {
+	if notifies {
 		q.store.ops.Add(1)
 		// Prepared, like the unfenced move: the server plans it once per connection.
-		err := q.store.consumeQueryRow(ctx, q.store.q.moveFenced, same.name, patch, q.name, now, limit,
-			fence.name, fence.token, q.store.channel, same.name).Scan(&n)
+		err := q.store.consumeQueryRow(ctx, query, append(args, q.store.channel, same.name)...).Scan(&n)
 		if q.store.d.IsMalformedJSON(err) {
 			n, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence)
+		} else if err == nil {
+			q.store.wrote(int64(n))
 		}
 		if err != nil {
 			return 0, q.errorf("move to "+dst.URI(), err)
@@ -58,7 +78,7 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 			q.store.signals.fire(same.name)
 		}
 	} else {
-		res, err := q.store.execConsume(ctx, q.store.q.moveFenced, same.name, patch, q.name, now, limit, fence.name, fence.token)
+		res, err := q.store.execConsume(ctx, query, args...)
 		switch {
 		case q.store.d.IsMalformedJSON(err):
 			if n, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence); err != nil {
@@ -123,6 +143,7 @@ func (q *sqlQueue) moveFencedRows(ctx context.Context, dst *sqlQueue, limit int,
 		if _, err := tx.ExecContext(ctx, s.q.fenceMoveRow, dst.name, headers, r.ID); err != nil {
 			return 0, fmt.Errorf("move row %d: %w", r.ID, err)
 		}
+		s.wrote(1)
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, err

@@ -21,6 +21,7 @@ func (s *sqlStore) ClaimHandledTx(ctx context.Context, tx Execer, endpoint, mess
 	if err != nil {
 		return false, fmt.Errorf("queue: mark %s handled by %s: rows affected: %w", messageID, endpoint, err)
 	}
+	s.wrote(n)
 	return n == 1, nil
 }
 
@@ -36,10 +37,11 @@ func (s *sqlStore) Handled(ctx context.Context, endpoint, messageID string) (boo
 
 // MarkHandledTx records messageID as handled by endpoint inside tx.
 func (s *sqlStore) MarkHandledTx(ctx context.Context, tx Execer, endpoint, messageID string) error {
-	_, err := tx.ExecContext(ctx, s.q.claimHandled, endpoint, messageID, micros(time.Now()))
+	res, err := tx.ExecContext(ctx, s.q.claimHandled, endpoint, messageID, micros(time.Now()))
 	if err != nil {
 		return fmt.Errorf("queue: mark %s handled by %s: %w", messageID, endpoint, err)
 	}
+	s.wroteResult(res)
 	return nil
 }
 

@@ -46,6 +46,7 @@ func (s *sqlStore) AcquireLock(ctx context.Context, name, owner string, ttl time
 	if err != nil {
 		return 0, fmt.Errorf("queue: lock %q: %w", name, err)
 	}
+	s.wrote(1)
 	return tok, nil
 }
 

@@ -66,6 +66,7 @@ func (q *sqlQueue) MoveReady(ctx context.Context, dst Queue, limit int, setHeade
 			if err != nil {
 				return 0, q.errorf("move to "+dst.URI(), err)
 			}
+			q.store.wrote(int64(n))
 			if n > 0 {
 				q.store.signals.fire(same.name)
 			}

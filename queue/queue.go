@@ -97,6 +97,20 @@ type ReleaseOptions struct {
 	Uncount bool
 }
 
+// Handoff hands the rows of a fenced move over to their receiver already
+// leased, so that the move is their delivery: the receiver reads them with
+// ReceiveGiven instead of leasing them again, and settles them (Ack,
+// Extend, Release) like any delivery it received. The zero Handoff hands
+// nothing over: the rows arrive unleased, for Receive.
+type Handoff struct {
+	// Token is the lease token the moved rows get: the receiver's own,
+	// which it passes to ReceiveGiven. Zero: no handoff.
+	Token int64
+	// For is how long their lease lasts from the move, as with Receive's
+	// lease; required with a Token.
+	For time.Duration
+}
+
 // Queue is one named queue: every operation ferry performs on a queue, in
 // small interfaces by role. Its methods are safe for concurrent use. A store
 // implementation provides all of it and proves so with the contract suite in
@@ -128,6 +142,12 @@ type Consumer interface {
 	// Receive leases up to max visible messages for lease, in priority order,
 	// and increments their attempt counts. It returns at once, possibly empty.
 	Receive(ctx context.Context, max int, lease time.Duration) ([]Delivery, error)
+	// ReceiveGiven returns up to max of the queue's messages handed over
+	// leased to token by a fenced move (see Handoff) whose lease has not
+	// ended, in priority order, except the row ids in skip (those the
+	// caller holds already). It only reads: the deliveries carry token as
+	// their LeaseToken and their attempt counts as the move set them.
+	ReceiveGiven(ctx context.Context, token int64, max int, skip []int64) ([]Delivery, error)
 	// ReceiveWait is Receive that waits, without spinning, until at least
 	// one message is visible or ctx ends.
 	ReceiveWait(ctx context.Context, max int, lease time.Duration) ([]Delivery, error)
@@ -165,8 +185,11 @@ type Mover interface {
 	// dst, merging setHeaders into their headers, and returns how many.
 	MoveReady(ctx context.Context, dst Queue, limit int, setHeaders map[string]string) (int, error)
 	// MoveReadyFenced is MoveReady that acts only while fence's lock still
-	// has its token, checked in the move itself where the store can.
-	MoveReadyFenced(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence) (int, error)
+	// has its token, checked in the move itself where the store can, and
+	// keeps attempt counts. With a non-zero handoff the moved messages
+	// arrive leased to handoff.Token within the same statement, where dst
+	// is in this database (see Handoff).
+	MoveReadyFenced(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence, handoff Handoff) (int, error)
 	// MoveRows moves the rows with the given ids (Delivery.ID) that are not
 	// leased to dst, in batches, and returns how many it moved.
 	MoveRows(ctx context.Context, rowIDs []int64, dst Queue, opts BulkOptions) (int, error)
@@ -220,6 +243,9 @@ type Store interface {
 	// RoundTrips returns how many statements the store has sent for queue
 	// operations since it opened.
 	RoundTrips() int64
+	// RowWrites returns how many rows the store's INSERT, UPDATE and
+	// DELETE statements for queue operations have written since it opened.
+	RowWrites() int64
 	// Close releases the store's connections.
 	Close() error
 	HandledRecords

@@ -32,12 +32,39 @@ func (q *sqlQueue) Receive(ctx context.Context, max int, lease time.Duration) ([
 	if err != nil {
 		return nil, q.errorf("receive", err)
 	}
+	q.store.wrote(int64(len(ds)))
 	sort.Slice(ds, func(i, j int) bool {
 		if ds[i].Priority != ds[j].Priority {
 			return ds[i].Priority > ds[j].Priority
 		}
 		return ds[i].ID < ds[j].ID
 	})
+	return ds, nil
+}
+
+// ReceiveGiven returns up to max messages handed over leased to token by a
+// fenced move (see Handoff), whose lease has not ended, highest priority
+// then oldest first, skipping the row ids in skip. It is one SELECT: the
+// move was the delivery, so nothing is written.
+func (q *sqlQueue) ReceiveGiven(ctx context.Context, token int64, max int, skip []int64) ([]Delivery, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	if token == 0 {
+		return nil, q.errorf("receive given", ErrNotLeased)
+	}
+	if skip == nil {
+		skip = []int64{} // an empty list, not NULL: NULL would match no row
+	}
+	q.store.ops.Add(1)
+	rows, err := q.store.consumeQuery(ctx, q.store.q.receiveGiven, q.name, token, micros(time.Now()), q.store.d.IDList(skip), max)
+	if err != nil {
+		return nil, q.errorf("receive given", err)
+	}
+	ds, err := q.scan(rows)
+	if err != nil {
+		return nil, q.errorf("receive given", err)
+	}
 	return ds, nil
 }
 
@@ -85,5 +112,6 @@ func (q *sqlQueue) MarkStarted(ctx context.Context, d Delivery) (int, error) {
 	if err != nil {
 		return 0, q.errorf("mark started "+d.MessageID, err)
 	}
+	q.store.wrote(1)
 	return n - 1, nil
 }

@@ -44,6 +44,7 @@ func (q *sqlQueue) Ack(ctx context.Context, ds ...Delivery) error {
 			return q.errorf("ack", err)
 		}
 		deleted, _ = res.RowsAffected()
+		q.store.wrote(deleted)
 	} else {
 		defer q.store.lockWrites()()
 		for start := 0; start < len(ds); start += maxPairs {
@@ -58,6 +59,7 @@ func (q *sqlQueue) Ack(ctx context.Context, ds ...Delivery) error {
 				return q.errorf("ack", err)
 			}
 			n, _ := res.RowsAffected()
+			q.store.wrote(n)
 			deleted += n
 		}
 	}
@@ -81,6 +83,7 @@ func (q *sqlQueue) AckTx(ctx context.Context, tx Execer, d Delivery) error {
 	if err != nil {
 		return q.errorf("ack "+d.MessageID, err)
 	}
+	q.store.wroteResult(res)
 	return q.oneRow(res, "ack", d)
 }
 
@@ -121,6 +124,7 @@ func (q *sqlQueue) AckMany(ctx context.Context, ds []Delivery) (map[int64]bool, 
 	if err := rows.Err(); err != nil {
 		return acked, q.errorf("ack", err)
 	}
+	q.store.wrote(int64(len(acked)))
 	return acked, nil
 }
 

@@ -14,6 +14,11 @@ type statements struct {
 	ackMaxPairs                  int
 	ack, ackMany                 string // ack when ackMaxPairs is 0
 
+	// moveHandoff is moveFenced leasing the rows for their receiver, and
+	// receiveGiven the receiver's read of them (see dialect.MoveHandoff).
+	moveHandoff, receiveGiven string
+	handoffNotifies           bool
+
 	extend, release, moveOne, markStarted, ackOne, releaseLeased string
 
 	count, peek, maxID, purge, queues, find string
@@ -34,6 +39,8 @@ func newStatements(d dialect) statements {
 	st := statements{receive: d.Receive(), notify: d.Notify(), ackMaxPairs: d.AckMaxPairs(), ackMany: d.AckMany()}
 	st.moveReady, st.moveNotifies = d.MoveReady(false)
 	st.moveFenced, st.fencedNotifies = d.MoveReady(true)
+	st.moveHandoff, st.handoffNotifies = d.MoveHandoff()
+	st.receiveGiven = d.ReceiveGiven()
 	if st.ackMaxPairs == 0 {
 		st.ack = d.Ack(0)
 	}

@@ -73,6 +73,8 @@ type sqlStore struct {
 
 	// ops counts the statements sent for queue operations (round trips).
 	ops atomic.Int64
+	// writes counts the rows those statements inserted, updated or deleted.
+	writes atomic.Int64
 
 	signals  *signals
 	channel  string // the dialect's wake-up channel; "" when it has none
@@ -148,6 +150,22 @@ func setPool(db *sqlx.DB, n int) {
 // operations (enqueue, receive, ack, release, move, count, peek, notify…)
 // since it opened: a measure of what each message costs.
 func (s *sqlStore) RoundTrips() int64 { return s.ops.Load() }
+
+// RowWrites returns how many rows the store's writes for queue operations
+// (enqueue, receive, ack, release, move, records…) have inserted, updated
+// or deleted since it opened: with RoundTrips, what each message costs the
+// database.
+func (s *sqlStore) RowWrites() int64 { return s.writes.Load() }
+
+// wrote counts n rows written by a statement.
+func (s *sqlStore) wrote(n int64) { s.writes.Add(n) }
+
+// wroteResult counts the rows res reports affected.
+func (s *sqlStore) wroteResult(res sql.Result) {
+	if n, err := res.RowsAffected(); err == nil {
+		s.writes.Add(n)
+	}
+}
 
 // DB is the store's connection pool, for callers' own transactions.
 func (s *sqlStore) DB() *sql.DB { return s.db.DB }
@@ -227,14 +245,22 @@ func (s *sqlStore) lockWrites() func() {
 func (s *sqlStore) execConsume(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	defer s.lockWrites()()
 	s.ops.Add(1)
-	return s.consume.ExecContext(ctx, query, args...)
+	res, err := s.consume.ExecContext(ctx, query, args...)
+	if err == nil {
+		s.wroteResult(res)
+	}
+	return res, err
 }
 
 // exec runs a write on the pool, serialised where the dialect needs it.
 func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	defer s.lockWrites()()
 	s.ops.Add(1)
-	return s.db.ExecContext(ctx, query, args...)
+	res, err := s.db.ExecContext(ctx, query, args...)
+	if err == nil {
+		s.wroteResult(res)
+	}
+	return res, err
 }
 
 func micros(t time.Time) int64 { return t.UnixMicro() }

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
@@ -22,59 +21,32 @@ type Invoice struct {
 	Number string `json:"number"`
 }
 
+// The queues of the example's distributor, on connection "default".
+const (
+	invoices = "sql://default/invoices"         // its inbox: senders address it
+	control  = "sql://default/invoices-control" // where its workers announce themselves
+	errorQ   = "sql://default/error"
+)
+
 // A worker is an endpoint whose inbox is its own work queue: it announces
-// itself to the distributor's control inbox, which moves work into that
-// queue while the worker has idle threads. Stop lets in-flight handlers
-// finish and tells the distributor the worker left.
+// itself and each idle thread to the distributor's control inbox, and the
+// distributor moves work from its inbox into that queue. Stop lets
+// in-flight handlers finish and tells the distributor the worker left.
+// (The distributor package's Example_cluster shows a whole cluster.)
 func ExampleNew() {
 	ctx := context.Background()
-	dir, err := os.MkdirTemp("", "ferry-worker-example-")
-	if err != nil {
-		log.Fatalf("temp dir: %v", err)
-	}
-	defer os.RemoveAll(dir)
-	conns := queue.NewConnections(map[string]string{"default": "sqlite://" + filepath.Join(dir, "ferry.db")},
-		queue.Options{AutoMigrate: true})
-	defer conns.Close()
-	quiet := slog.New(slog.DiscardHandler)
+	conns, stopDistributor := runDistributor(ctx)
+	defer stopDistributor()
 
-	const (
-		invoices = "sql://default/invoices"
-		control  = "sql://default/invoices-control"
-		errorQ   = "sql://default/error"
-	)
-	d, err := distributor.New(ctx, conns, distributor.Config{
-		Name:         "invoices",
-		Distribute:   true,
-		Inbox:        bus.InboxConfig{WorkQueue: invoices, ErrorQueue: errorQ},
-		ControlInbox: bus.InboxConfig{WorkQueue: control, ErrorQueue: errorQ},
-		Logger:       quiet,
-	}, nil)
-	if err != nil {
-		log.Fatalf("distributor: %v", err)
-	}
-	if err := d.Start(ctx); err != nil {
-		log.Fatalf("start distributor: %v", err)
-	}
-
-	var (
-		mu   sync.Mutex
-		seen []string
-		done = make(chan struct{})
-	)
+	handled := make(chan string, 3)
 	mux := bus.NewMux()
 	bus.Handle(mux, "invoice", func(ctx context.Context, m *bus.Message, inv Invoice) error {
-		mu.Lock()
-		defer mu.Unlock()
-		seen = append(seen, inv.Number)
-		if len(seen) == 3 {
-			close(done)
-		}
+		handled <- inv.Number
 		return nil
 	})
 	w, err := worker.New(ctx, conns, bus.Config{
 		Name:   "billing-1",
-		Logger: quiet,
+		Logger: slog.New(slog.DiscardHandler),
 		// The worker's own work queue: only the distributor puts messages here.
 		Inbox: &bus.InboxConfig{WorkQueue: "sql://default/billing-1", ErrorQueue: errorQ, Threads: 2},
 	}, mux, worker.Config{
@@ -96,10 +68,14 @@ func ExampleNew() {
 			log.Fatalf("send: %v", err)
 		}
 	}
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		log.Fatal("timed out waiting for the invoices")
+	var seen []string
+	for len(seen) < 3 {
+		select {
+		case n := <-handled:
+			seen = append(seen, n)
+		case <-time.After(30 * time.Second):
+			log.Fatalf("timed out: %d of 3 invoices handled", len(seen))
+		}
 	}
 
 	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -107,14 +83,45 @@ func ExampleNew() {
 	if err := w.Stop(stopCtx); err != nil {
 		log.Fatalf("stop worker: %v", err)
 	}
-	if err := d.Stop(stopCtx); err != nil {
-		log.Fatalf("stop distributor: %v", err)
-	}
-	mu.Lock()
-	defer mu.Unlock()
 	slices.Sort(seen) // two threads: the order of handling varies
 	fmt.Println("handled:", seen)
 	// Output:
 	// worker started with a session: true
 	// handled: [2026-001 2026-002 2026-003]
+}
+
+// runDistributor starts the distributor the example's worker serves, on a
+// SQLite file in a temporary folder. The function it returns stops the
+// distributor and removes the folder.
+func runDistributor(ctx context.Context) (*queue.Connections, func()) {
+	dir, err := os.MkdirTemp("", "ferry-worker-example-")
+	if err != nil {
+		log.Fatalf("temp dir: %v", err)
+	}
+	conns := queue.NewConnections(map[string]string{"default": "sqlite://" + filepath.Join(dir, "ferry.db")},
+		queue.Options{AutoMigrate: true})
+	d, err := distributor.New(ctx, conns, distributor.Config{
+		Name:         "invoices",
+		Distribute:   true, // only distribute: the workers handle
+		Inbox:        bus.InboxConfig{WorkQueue: invoices, ErrorQueue: errorQ},
+		ControlInbox: bus.InboxConfig{WorkQueue: control, ErrorQueue: errorQ},
+		Logger:       slog.New(slog.DiscardHandler),
+	}, nil)
+	if err != nil {
+		log.Fatalf("distributor: %v", err)
+	}
+	if err := d.Start(ctx); err != nil {
+		log.Fatalf("start distributor: %v", err)
+	}
+	return conns, func() {
+		stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := d.Stop(stopCtx); err != nil {
+			log.Printf("stop distributor: %v", err)
+		}
+		if err := conns.Close(); err != nil {
+			log.Printf("close: %v", err)
+		}
+		os.RemoveAll(dir)
+	}
 }

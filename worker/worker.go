@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sort"
 	"sync"
 	"time"
@@ -40,12 +41,14 @@ const DefaultAvailabilityInterval = control.DefaultInterval
 type Worker struct {
 	cfg     Config
 	ep      *bus.Endpoint
+	hooks   *role.Hooks
 	abandon func() // the endpoint's crash-like stop
 	control string
 	log     *slog.Logger
 
 	mu       sync.Mutex
 	session  string
+	handoff  int64             // the session's token: its work is moved in leased to it (control.ThreadAvailable.Handoff)
 	idle     map[int]time.Time // idle thread -> when its availability was last sent (zero: not yet)
 	lastSent time.Time         // last control message of any kind
 	kick     chan struct{}
@@ -90,7 +93,7 @@ func New(ctx context.Context, conns *queue.Connections, epCfg bus.Config, mux *b
 		log = slog.Default()
 	}
 	w := &Worker{
-		cfg: cfg, ep: ep, control: cfg.DistributorControlQueue,
+		cfg: cfg, ep: ep, hooks: hooks, control: cfg.DistributorControlQueue,
 		log:  log.With("worker", cfg.ID),
 		idle: map[int]time.Time{}, kick: make(chan struct{}, 1),
 	}
@@ -121,6 +124,9 @@ func (w *Worker) Start(ctx context.Context) error {
 	}
 	w.mu.Lock()
 	w.session = bus.NewID()
+	w.handoff = newHandoffToken()
+	// The endpoint reads what is handed over to this session's token.
+	w.hooks.Handoff = w.handoff
 	w.idle = map[int]time.Time{}
 	w.stop, w.done = make(chan struct{}), make(chan struct{})
 	w.mu.Unlock()
@@ -241,7 +247,7 @@ func (w *Worker) announce() {
 			}
 		}
 		heartbeat := len(w.idle) == 0 && now.Sub(w.lastSent) >= interval
-		session := w.session
+		session, handoff := w.session, w.handoff
 		w.mu.Unlock()
 		sort.Ints(due)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -249,7 +255,8 @@ func (w *Worker) announce() {
 		if len(due) > 0 {
 			// One message per idle thread, all in one statement.
 			msgs := control.Availabilities(control.ThreadAvailable{
-				WorkerID: w.cfg.ID, Session: session, Inbox: inbox, SentAt: now, ValidFor: control.Lifetime(interval)}, due)
+				WorkerID: w.cfg.ID, Session: session, Inbox: inbox, SentAt: now, ValidFor: control.Lifetime(interval),
+				Handoff: handoff, Lease: w.hooks.Lease}, due)
 			if err := w.sendBatch(ctx, msgs); err != nil {
 				w.log.Warn("availability not sent; will retry", "threads", due, "err", err)
 				w.mu.Lock()
@@ -267,5 +274,15 @@ func (w *Worker) announce() {
 			}
 		}
 		cancel()
+	}
+}
+
+// newHandoffToken returns a random non-zero lease token for a session: zero
+// means no handoff.
+func newHandoffToken() int64 {
+	for {
+		if t := rand.Int64(); t != 0 {
+			return t
+		}
 	}
 }

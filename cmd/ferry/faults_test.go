@@ -74,6 +74,22 @@ func (h *hits) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// faultService makes a migrated configuration for svc (faultConfig) in a
+// fresh dir, on a proxied PostgreSQL the test can fault, posting to h;
+// hold is h.hold from the start.
+func faultService(t *testing.T, hold bool) (p *faultproxy.Proxy, h *hits, dir, cfg string) {
+	t.Helper()
+	p, dsn := faultproxy.Postgres(t, testdb.Postgres(t))
+	h = &hits{}
+	h.hold.Store(hold)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close) // after the processes are gone: a held request ends with its client
+	dir = t.TempDir()
+	cfg = faultConfig(t, dir, dsn, srv.URL)
+	mustFerry(t, dir, "migrate", "-c", cfg)
+	return p, h, dir, cfg
+}
+
 // TestOneShotFailsFast: send, queue and errors commands against a database
 // that refuses connections, or accepts them and never answers, exit 1 with
 // an error naming the connection instead of waiting.
@@ -127,15 +143,7 @@ func TestOneShotFailsFast(t *testing.T) {
 // accepts them it starts and handles messages.
 func TestRunWaitsForDatabase(t *testing.T) {
 	t.Parallel()
-	p, dsn := faultproxy.Postgres(t, testdb.Postgres(t))
-	h := &hits{}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close) // after the processes are gone: a held request ends with its client
-	dir := t.TempDir()
-	cfg := faultConfig(t, dir, dsn, srv.URL)
-	if out, stderr, code := ferry(t, dir, nil, "migrate", "-c", cfg); code != 0 {
-		t.Fatalf("ferry migrate: exit %d: %s%s", code, out, stderr)
-	}
+	p, h, dir, cfg := faultService(t, false)
 
 	p.Refuse()
 	svc := start(t, dir, "svc", "run", "svc", "-c", cfg)
@@ -145,9 +153,7 @@ func TestRunWaitsForDatabase(t *testing.T) {
 	p.Accept()
 	waitFor(t, 60*time.Second, []*proc{svc}, func() bool { return logCount(svc, "endpoint started") > 0 },
 		func() string { return "the endpoint starting once the database accepts connections" })
-	if out, stderr, code := ferry(t, dir, nil, "send", "--type", "t", "-c", cfg); code != 0 {
-		t.Fatalf("ferry send: exit %d: %s%s", code, out, stderr)
-	}
+	mustFerry(t, dir, "send", "--type", "t", "-c", cfg)
 	waitFor(t, 60*time.Second, []*proc{svc}, func() bool { return h.n.Load() > 0 },
 		func() string { return "the message handled" })
 	if code := svc.stop(60 * time.Second); code != 0 {
@@ -161,22 +167,11 @@ func TestRunWaitsForDatabase(t *testing.T) {
 // leases end).
 func TestStopWhileFrozen(t *testing.T) {
 	t.Parallel()
-	p, dsn := faultproxy.Postgres(t, testdb.Postgres(t))
-	h := &hits{}
-	h.hold.Store(true)
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close) // after the processes are gone: a held request ends with its client
-	dir := t.TempDir()
-	cfg := faultConfig(t, dir, dsn, srv.URL)
-	if out, stderr, code := ferry(t, dir, nil, "migrate", "-c", cfg); code != 0 {
-		t.Fatalf("ferry migrate: exit %d: %s%s", code, out, stderr)
-	}
+	p, h, dir, cfg := faultService(t, true)
 	svc := start(t, dir, "svc", "run", "svc", "--stop-timeout", "2s", "-c", cfg)
 	waitFor(t, 60*time.Second, []*proc{svc}, func() bool { return logCount(svc, "endpoint started") > 0 },
 		func() string { return "the endpoint started" })
-	if out, stderr, code := ferry(t, dir, nil, "send", "--type", "t", "-c", cfg); code != 0 {
-		t.Fatalf("ferry send: exit %d: %s%s", code, out, stderr)
-	}
+	mustFerry(t, dir, "send", "--type", "t", "-c", cfg)
 	waitFor(t, 60*time.Second, []*proc{svc}, func() bool { return h.n.Load() > 0 },
 		func() string { return "the handler running" })
 

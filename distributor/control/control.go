@@ -90,6 +90,16 @@ type ThreadAvailable struct {
 	// ValidFor is how long the availability holds unless renewed. Zero (a
 	// worker that predates the field) means Lifetime(DefaultInterval).
 	ValidFor time.Duration `json:"validFor"`
+	// Handoff is the session's handoff token: the distributor moves the
+	// work for this availability into the worker's queue already leased to
+	// it, for Lease, and the worker reads it instead of leasing it again.
+	// Zero (a worker that predates the field) asks for work unleased; a
+	// distributor that predates it moves work unleased, which the worker
+	// receives as ever.
+	Handoff int64 `json:"handoff,omitempty"`
+	// Lease is how long the handed-over work stays leased to Handoff: the
+	// worker's lease, which it renews from then on.
+	Lease time.Duration `json:"lease,omitempty"`
 }
 
 // MessageType names the message on the bus.

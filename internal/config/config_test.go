@@ -84,20 +84,7 @@ func encode(t *testing.T, m map[string]any) []byte {
 // keys lists the key paths of the *Error values inside err.
 func keys(err error) []string {
 	var out []string
-	var walk func(error)
-	walk = func(err error) {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(e)
-			}
-			return
-		}
-		var ce *Error
-		if errors.As(err, &ce) {
-			out = append(out, ce.Key)
-		}
-	}
-	walk(err)
+	eachError(err, func(ce *Error) { out = append(out, ce.Key) })
 	return out
 }
 

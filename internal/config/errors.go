@@ -1,6 +1,9 @@
 package config
 
-import "fmt"
+import (
+	"errors"
+	"fmt"
+)
 
 // Error is a configuration error; Key is the key path at fault, File the
 // configuration file (empty for configuration parsed from memory).
@@ -34,19 +37,25 @@ func inFile(err error, path string) error {
 	if path == "" {
 		return err
 	}
-	var walk func(error)
-	walk = func(err error) {
-		switch e := err.(type) {
-		case *Error:
-			if e.File == "" {
-				e.File = path
-			}
-		case interface{ Unwrap() []error }:
-			for _, x := range e.Unwrap() {
-				walk(x)
-			}
+	eachError(err, func(e *Error) {
+		if e.File == "" {
+			e.File = path
 		}
-	}
-	walk(err)
+	})
 	return err
+}
+
+// eachError calls fn with every *Error inside err: err itself, what it
+// wraps, and each of the errors it joins.
+func eachError(err error, fn func(*Error)) {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, e := range j.Unwrap() {
+			eachError(e, fn)
+		}
+		return
+	}
+	var ce *Error
+	if errors.As(err, &ce) {
+		fn(ce)
+	}
 }

@@ -93,16 +93,8 @@ func blameEnv(err error, fromEnv map[string]string) error {
 	if err == nil || len(fromEnv) == 0 {
 		return err
 	}
-	var walk func(error)
-	walk = func(err error) {
-		if j, ok := err.(interface{ Unwrap() []error }); ok {
-			for _, e := range j.Unwrap() {
-				walk(e)
-			}
-			return
-		}
-		ce, ok := err.(*Error)
-		if !ok || ce.Key == "" {
+	eachError(err, func(ce *Error) {
+		if ce.Key == "" {
 			return
 		}
 		for path, name := range fromEnv {
@@ -111,8 +103,7 @@ func blameEnv(err error, fromEnv map[string]string) error {
 				return
 			}
 		}
-	}
-	walk(err)
+	})
 	return err
 }
 

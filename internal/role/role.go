@@ -4,6 +4,8 @@
 // cannot set bus.Config's Role field.
 package role
 
+import "time"
+
 // Hooks let a role follow an endpoint's threads. A role passes them in
 // bus.Config.Role; each func it sets is optional and must not block, and
 // may be set until the endpoint starts.
@@ -16,6 +18,16 @@ type Hooks struct {
 	// Gate, when set, is asked before each receive; while it returns false
 	// the inbox does not receive (a distributor that prefers its workers).
 	Gate func() bool
+
+	// Handoff, when not zero, is the lease token under which a distributor
+	// hands this endpoint its work already leased (queue.Handoff): the
+	// endpoint then reads those messages (queue.Consumer.ReceiveGiven)
+	// before it leases any, and at Stop gives back those it never read.
+	// The worker sets a new one for each session, before Start.
+	Handoff int64
+	// Lease is set by bus.New to the endpoint's inbox lease: what a role
+	// asks its handed-over work to be leased for.
+	Lease time.Duration
 
 	// Abandon is set by bus.New: it stops the endpoint as a crash would,
 	// for failure tests. It stops receiving and cancels the handlers'

@@ -6,6 +6,7 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -75,8 +76,15 @@ func (l *lockSession) Close() error {
 	if l == nil {
 		return nil
 	}
-	// Closing the connection ends the server session and with it the lock;
-	// a raw close rather than a return to the pool.
+	// The server drops the lock only once its backend has noticed the
+	// closed connection, a moment later; unlocking first frees it at once,
+	// so that an owner reopening its session right away finds it free. If
+	// the connection is dead already, so is the lock.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_, _ = l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock_all()`)
+	cancel()
+	// Closing the connection ends the server session; a raw close rather
+	// than a return to the pool.
 	_ = l.conn.Raw(func(any) error { return driver.ErrBadConn })
 	if err := l.conn.Close(); err != nil && !errors.Is(err, sql.ErrConnDone) {
 		return fmt.Errorf("queue: close lock session: %w", err)

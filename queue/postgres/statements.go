@@ -42,7 +42,22 @@ FROM (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
 WHERE m.id = picked.id` + fence + ` RETURNING 1),
 counted AS (SELECT COUNT(*) AS n FROM moved)
 SELECT counted.n FROM counted LEFT JOIN LATERAL (SELECT pg_notify(?, ?) WHERE counted.n > 0) woke ON true`
+	// The fenced move that hands the rows over leased to their receiver:
+	// the move is the delivery, so the receiver only reads them.
+	handoffMoveNotify = `WITH moved AS (UPDATE ferry_messages m SET queue = ?, lease_token = ?, visible_at = ?, attempts = m.attempts + 1,
+ headers = (m.headers::jsonb || ?::jsonb)::text
+FROM (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
+      ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED) picked
+WHERE m.id = picked.id` + fence + ` RETURNING 1),
+counted AS (SELECT COUNT(*) AS n FROM moved)
+SELECT counted.n FROM counted LEFT JOIN LATERAL (SELECT pg_notify(?, ?) WHERE counted.n > 0) woke ON true`
 )
+
+// receiveGiven reads the rows handed over to a lease token, except those
+// the receiver holds already.
+const receiveGiven = `SELECT ` + deliveryColumns + ` FROM ferry_messages
+WHERE queue = ? AND lease_token = ? AND visible_at > ? AND id <> ALL(?::bigint[])
+ORDER BY priority DESC, id LIMIT ?`
 
 // Receive leases visible rows.
 func (d *Dialect) Receive() string { return dollar(receive) }
@@ -54,6 +69,13 @@ func (d *Dialect) MoveReady(fenced bool) (string, bool) {
 	}
 	return dollar(moveReadyNotify), true
 }
+
+// MoveHandoff moves visible rows leased to their receiver and notifies dst,
+// in one statement.
+func (d *Dialect) MoveHandoff() (string, bool) { return dollar(handoffMoveNotify), true }
+
+// ReceiveGiven reads the rows handed over to a lease token.
+func (d *Dialect) ReceiveGiven() string { return dollar(receiveGiven) }
 
 // Insert is a multi-row INSERT of n messages; with notify the same round
 // trip sends the wake-up notification (its two parameters come last).

@@ -1,7 +1,9 @@
 package queuetest
 
 import (
+	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +138,48 @@ func testEnqueueValidation(t *testing.T, h *harness) {
 		t.Fatal("Enqueue of a batch holding a message without MessageID succeeded")
 	}
 	expectCount(t, q, queue.Counts{})
+}
+
+// testEnqueuePriorityRange: a store accepts the ends of the priority range
+// and refuses what lies beyond with ErrPriority naming the value, the
+// message and the queue, storing nothing of the call (PostgreSQL used to
+// answer with its driver's "out of range for type integer", SQLite stored
+// the value).
+func testEnqueuePriorityRange(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	q := mustQueue(t, s, "prio")
+	for _, p := range []int{queue.MinPriority, queue.MaxPriority} {
+		if err := q.Enqueue(ctx, queue.Message{MessageID: "ok-" + strconv.Itoa(p), Priority: p}); err != nil {
+			t.Errorf("priority %d: %v", p, err)
+		}
+	}
+	for _, p := range []int{queue.MaxPriority + 1, queue.MinPriority - 1, 1 << 40} {
+		err := q.Enqueue(ctx, queue.Message{MessageID: "fine"}, queue.Message{MessageID: "bad", Priority: p})
+		if !errors.Is(err, queue.ErrPriority) {
+			t.Errorf("priority %d: %v, want ErrPriority", p, err)
+			continue
+		}
+		for _, want := range []string{strconv.Itoa(p), "bad", q.URI()} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("priority %d: error %q does not name %q", p, err, want)
+			}
+		}
+		if !h.d.Features.Has(TxEnqueue) {
+			continue
+		}
+		tx, err := s.DB().BeginTx(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := q.EnqueueTx(ctx, tx, queue.Message{MessageID: "bad-tx", Priority: p}); !errors.Is(err, queue.ErrPriority) {
+			t.Errorf("EnqueueTx priority %d: %v, want ErrPriority", p, err)
+		}
+		_ = tx.Rollback()
+	}
+	if c := count(t, q); c.Ready != 2 {
+		t.Errorf("ready = %d, want 2 (the two in range; nothing of a refused call)", c.Ready)
+	}
 }
 
 func testEnqueueTxCommit(t *testing.T, h *harness) {

@@ -80,6 +80,15 @@ func expectEmptyReceive(t testing.TB, q queue.Queue, why string) {
 	}
 }
 
+// oneMessageQueue is queue name of a fresh store holding one message,
+// msg(name, 0).
+func oneMessageQueue(t *testing.T, h *harness, name string) queue.Queue {
+	t.Helper()
+	q := mustQueue(t, h.store(t), name)
+	enqueue(t, q, msg(name, 0))
+	return q
+}
+
 // eventuallyReceive polls Receive until it returns a message, and fails at
 // the deadline.
 func eventuallyReceive(t testing.TB, q queue.Queue, lease time.Duration, what string) queue.Delivery {
@@ -202,6 +211,48 @@ func holdLock(t *testing.T, s queue.Store, name, owner string, ttl time.Duration
 		t.Fatalf("AcquireLock(%s, %s) = %d, %v; want a token", name, owner, tok, err)
 	}
 	return tok
+}
+
+// takeExpiredLock has owner a take lock name for a short lease and owner b
+// take it once that lease ended (both sessions closed when t ends); it
+// returns both tokens, failing unless b's is the greater.
+func takeExpiredLock(t *testing.T, s queue.Store, name string) (old, cur int64) {
+	t.Helper()
+	openSession(t, s, name, "b")
+	old = holdLock(t, s, name, "a", 50*time.Millisecond)
+	eventually(t, "b to take the expired lock", func() bool {
+		tok, err := s.AcquireLock(t.Context(), name, "b", time.Hour)
+		if err != nil {
+			t.Fatalf("AcquireLock: %v", err)
+		}
+		cur = tok
+		return tok != 0
+	})
+	if cur <= old {
+		t.Fatalf("token %d after %d, want it to grow", cur, old)
+	}
+	return old, cur
+}
+
+// holdAndRenew opens b's session for lock name and has a take the lock
+// for an hour and renew it, failing unless the renewal keeps the token; it
+// returns the token.
+func holdAndRenew(t *testing.T, s queue.Store, name string) int64 {
+	t.Helper()
+	openSession(t, s, name, "b")
+	tok := holdLock(t, s, name, "a", time.Hour)
+	if again, err := s.AcquireLock(t.Context(), name, "a", time.Hour); err != nil || again != tok {
+		t.Fatalf("renewal: token %d, want %d (%v)", again, tok, err)
+	}
+	return tok
+}
+
+// expectHeld fails t unless fence f's Held answers want without error.
+func expectHeld(t *testing.T, f queue.Fence, want bool, what string) {
+	t.Helper()
+	if held, err := f.Held(t.Context()); err != nil || held != want {
+		t.Fatalf("%s: held %v, %v; want %v", what, held, err, want)
+	}
 }
 
 // openSession opens owner's session for lock name, closed when t ends.

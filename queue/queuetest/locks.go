@@ -15,11 +15,7 @@ import (
 func testLockAcquireRenewContend(t *testing.T, h *harness) {
 	ctx := t.Context()
 	s := h.store(t)
-	openSession(t, s, "l", "b")
-	t1 := holdLock(t, s, "l", "a", time.Hour)
-	if again, err := s.AcquireLock(ctx, "l", "a", time.Hour); err != nil || again != t1 {
-		t.Fatalf("renewal: token %d, want %d (%v)", again, t1, err)
-	}
+	t1 := holdAndRenew(t, s, "l")
 	if tok, err := s.AcquireLock(ctx, "l", "b", time.Hour); err != nil || tok != 0 {
 		t.Fatalf("b took a held lock: token %d, %v", tok, err)
 	}
@@ -37,9 +33,7 @@ func testLockAcquireRenewContend(t *testing.T, h *harness) {
 	if tok, err := s.AcquireLock(ctx, "l", "b", time.Hour); err != nil || tok != 0 {
 		t.Fatalf("b took the lock after its own no-op Unlock: token %d, %v", tok, err)
 	}
-	if held, err := s.Fence("l", t1).Held(ctx); err != nil || !held {
-		t.Fatalf("a's fence after b's no-op Unlock: held %v, %v", held, err)
-	}
+	expectHeld(t, s.Fence("l", t1), true, "a's fence after b's no-op Unlock")
 }
 
 // testLockExpiry: a lock whose lease ended is free for another owner, with
@@ -47,20 +41,7 @@ func testLockAcquireRenewContend(t *testing.T, h *harness) {
 func testLockExpiry(t *testing.T, h *harness) {
 	ctx := t.Context()
 	s := h.store(t)
-	openSession(t, s, "l", "b")
-	old := holdLock(t, s, "l", "a", 50*time.Millisecond)
-	var cur int64
-	eventually(t, "b to take the expired lock", func() bool {
-		tok, err := s.AcquireLock(ctx, "l", "b", time.Hour)
-		if err != nil {
-			t.Fatalf("AcquireLock: %v", err)
-		}
-		cur = tok
-		return tok != 0
-	})
-	if cur <= old {
-		t.Fatalf("token %d after %d, want it to grow", cur, old)
-	}
+	takeExpiredLock(t, s, "l")
 	if tok, err := s.AcquireLock(ctx, "l", "a", time.Hour); err != nil || tok != 0 {
 		t.Fatalf("a took a held lock back: token %d, %v", tok, err)
 	}
@@ -72,11 +53,7 @@ func testLockExpiry(t *testing.T, h *harness) {
 func testLockTokenGrowsAcrossUnlock(t *testing.T, h *harness) {
 	ctx := t.Context()
 	s := h.store(t)
-	openSession(t, s, "l", "b")
-	t1 := holdLock(t, s, "l", "a", time.Hour)
-	if again, err := s.AcquireLock(ctx, "l", "a", time.Hour); err != nil || again != t1 {
-		t.Fatalf("renewal: token %d, want %d (%v)", again, t1, err)
-	}
+	t1 := holdAndRenew(t, s, "l")
 	if err := s.Unlock(ctx, "l", "a"); err != nil {
 		t.Fatal(err)
 	}
@@ -100,23 +77,13 @@ func testLockFence(t *testing.T, h *harness) {
 	ctx := t.Context()
 	s := h.store(t)
 	other := h.reopen(t, s)
-	if held, err := s.Fence("l", 1).Held(ctx); err != nil || held {
-		t.Fatalf("fence of a lock never taken: held %v, %v", held, err)
-	}
+	expectHeld(t, s.Fence("l", 1), false, "fence of a lock never taken")
 	openSession(t, s, "l", "b")
 	tok := holdLock(t, s, "l", "a", time.Hour)
-	if held, err := s.Fence("l", tok).Held(ctx); err != nil || !held {
-		t.Fatalf("fence of the holder: held %v, %v; want true", held, err)
-	}
-	if held, err := other.Fence("l", tok).Held(ctx); err != nil || !held {
-		t.Fatalf("fence of the holder seen from another handle: held %v, %v; want true", held, err)
-	}
-	if held, err := s.Fence("l", tok-1).Held(ctx); err != nil || held {
-		t.Fatalf("fence with an older token: held %v, %v; want false", held, err)
-	}
-	if held, err := s.Fence("l2", tok).Held(ctx); err != nil || held {
-		t.Fatalf("fence of another lock name: held %v, %v; want false", held, err)
-	}
+	expectHeld(t, s.Fence("l", tok), true, "fence of the holder")
+	expectHeld(t, other.Fence("l", tok), true, "fence of the holder seen from another handle")
+	expectHeld(t, s.Fence("l", tok-1), false, "fence with an older token")
+	expectHeld(t, s.Fence("l2", tok), false, "fence of another lock name")
 	// Unlock keeps the token (tokens grow across holders): the fence ends
 	// when another owner takes the lock.
 	if err := s.Unlock(ctx, "l", "a"); err != nil {
@@ -126,12 +93,8 @@ func testLockFence(t *testing.T, h *harness) {
 	if err != nil || cur <= tok {
 		t.Fatalf("b after Unlock: token %d, %v; want above %d", cur, err, tok)
 	}
-	if held, err := s.Fence("l", tok).Held(ctx); err != nil || held {
-		t.Fatalf("fence after the lock changed hands: held %v, %v; want false", held, err)
-	}
-	if held, err := s.Fence("l", cur).Held(ctx); err != nil || !held {
-		t.Fatalf("fence of the new holder: held %v, %v; want true", held, err)
-	}
+	expectHeld(t, s.Fence("l", tok), false, "fence after the lock changed hands")
+	expectHeld(t, s.Fence("l", cur), true, "fence of the new holder")
 }
 
 // testLockSessionAlive: an open session is alive, an owner has one live

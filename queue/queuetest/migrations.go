@@ -96,3 +96,46 @@ func testRoundTrips(t *testing.T, h *harness) {
 		t.Errorf("RoundTrips of another handle moved from %d to %d", otherBefore, got)
 	}
 }
+
+// testRowWrites: the store counts the rows its queue operations write, one
+// per message inserted, leased, renewed, released, moved or deleted, and
+// nothing for reads; only on its own handle.
+func testRowWrites(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	other := h.reopen(t, s)
+	q, dst := mustQueue(t, s, "writes"), mustQueue(t, s, "writes-dst")
+	otherBefore := other.RowWrites()
+	last := s.RowWrites()
+	step := func(op string, want int64, fn func() error) {
+		t.Helper()
+		if err := fn(); err != nil {
+			t.Fatalf("%s: %v", op, err)
+		}
+		now := s.RowWrites()
+		if now-last != want {
+			t.Errorf("RowWrites after %s grew by %d, want %d", op, now-last, want)
+		}
+		last = now
+	}
+	step("Enqueue", 3, func() error { return q.Enqueue(ctx, msgs("writes", 3)...) })
+	var ds []queue.Delivery
+	step("Receive", 3, func() (err error) { ds, err = q.Receive(ctx, 3, time.Hour); return err })
+	if len(ds) != 3 {
+		t.Fatalf("received %d, want 3", len(ds))
+	}
+	step("Count", 0, func() error { _, err := q.Count(ctx); return err })
+	step("Peek", 0, func() error { _, err := q.Peek(ctx, 0, 10); return err })
+	step("Extend", 1, func() error { return q.Extend(ctx, ds[0], time.Hour) })
+	step("Ack", 1, func() error { return q.Ack(ctx, ds[0]) })
+	step("AckMany", 1, func() error { _, err := q.AckMany(ctx, ds[1:2]); return err })
+	step("Release", 1, func() error { return q.Release(ctx, ds[2], queue.ReleaseOptions{}) })
+	step("MoveReady", 1, func() error { _, err := q.MoveReady(ctx, dst, 10, nil); return err })
+	step("ReceiveGiven", 0, func() error { _, err := dst.ReceiveGiven(ctx, 1, 10, nil); return err })
+	d := receiveOne(t, dst, time.Hour)
+	last = s.RowWrites()
+	step("Move", 1, func() error { return dst.Move(ctx, d, q, nil) })
+	if got := other.RowWrites(); got != otherBefore {
+		t.Errorf("RowWrites of another handle moved from %d to %d", otherBefore, got)
+	}
+}

@@ -163,12 +163,26 @@ func checkMoved(t *testing.T, dst queue.Queue, wantIDs []string, patch map[strin
 }
 
 func testMoveReadySameDatabase(t *testing.T, h *harness) {
-	ctx := t.Context()
 	s := h.store(t)
 	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s, "worker")
-	order := moveReadySetup(t, src)
-	patch := map[string]string{"k": "override", "via": "distributor"}
+	moveReadyInTwo(t, src, dst, moveReadySetup(t, src))
+}
 
+func testMoveReadyAcrossDatabases(t *testing.T, h *harness) {
+	s, s2 := h.store(t), h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s2, "worker")
+	moveReadyInTwo(t, src, dst, moveReadySetup(t, src))
+	expectCount(t, mustQueue(t, s, "worker"), queue.Counts{})
+}
+
+// moveReadyInTwo moves what moveReadySetup left ready in src to dst: none
+// with limit 0, four with a header patch, the other six without one, then
+// none when nothing is ready. dst then hands out all ten in receive order,
+// counting afresh.
+func moveReadyInTwo(t *testing.T, src, dst queue.Queue, order []string) {
+	t.Helper()
+	ctx := t.Context()
+	patch := map[string]string{"k": "override", "via": "distributor"}
 	if n, err := src.MoveReady(ctx, dst, 0, patch); err != nil || n != 0 {
 		t.Fatalf("MoveReady(limit 0) = %d, %v; want 0, nil", n, err)
 	}
@@ -206,36 +220,6 @@ func testMoveReadySameDatabase(t *testing.T, h *harness) {
 	}
 }
 
-func testMoveReadyAcrossDatabases(t *testing.T, h *harness) {
-	ctx := t.Context()
-	s, s2 := h.store(t), h.store(t)
-	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s2, "worker")
-	order := moveReadySetup(t, src)
-	patch := map[string]string{"k": "override", "via": "distributor"}
-
-	n, err := src.MoveReady(ctx, dst, 4, patch)
-	if err != nil || n != 4 {
-		t.Fatalf("MoveReady(limit 4) = %d, %v; want 4, nil", n, err)
-	}
-	checkMoved(t, dst, order[:4], patch)
-	expectCount(t, src, queue.Counts{Ready: 6, Deferred: 1, InFlight: 1})
-	expectCount(t, dst, queue.Counts{Ready: 4})
-	expectCount(t, mustQueue(t, s, "worker"), queue.Counts{})
-
-	n, err = src.MoveReady(ctx, dst, 100, nil)
-	if err != nil || n != 6 {
-		t.Fatalf("MoveReady(limit 100) = %d, %v; want 6, nil", n, err)
-	}
-	expectCount(t, src, queue.Counts{Deferred: 1, InFlight: 1})
-	if n, err := src.MoveReady(ctx, dst, 100, patch); err != nil || n != 0 {
-		t.Fatalf("MoveReady with nothing ready = %d, %v; want 0, nil", n, err)
-	}
-	got := receive(t, dst, 10, time.Hour)
-	if !slices.Equal(ids(got), order) {
-		t.Fatalf("destination order %v, want %v", ids(got), order)
-	}
-}
-
 // A message whose lease ended and that MoveReady then moved belongs to the
 // destination: its former holder can neither ack, extend nor release it.
 func testMoveReadyEndsStaleLease(t *testing.T, h *harness) {
@@ -267,34 +251,21 @@ func testMoveReadyFenced(t *testing.T, h *harness) {
 	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s, "worker")
 	order := moveReadySetup(t, src)
 
-	openSession(t, s, "dist", "b")
-	old := holdLock(t, s, "dist", "a", 50*time.Millisecond)
-	var cur int64
-	eventually(t, "b to take the expired lock", func() bool {
-		tok, err := s.AcquireLock(ctx, "dist", "b", time.Hour)
-		if err != nil {
-			t.Fatalf("AcquireLock: %v", err)
-		}
-		cur = tok
-		return tok != 0
-	})
-	if cur <= old {
-		t.Fatalf("token %d after %d, want it to grow", cur, old)
-	}
+	old, cur := takeExpiredLock(t, s, "dist")
 	patch := map[string]string{"k": "override", "via": "distributor"}
-	if n, err := src.MoveReadyFenced(ctx, dst, 100, patch, s.Fence("dist", old)); err != nil || n != 0 {
+	if n, err := src.MoveReadyFenced(ctx, dst, 100, patch, s.Fence("dist", old), queue.Handoff{}); err != nil || n != 0 {
 		t.Fatalf("MoveReadyFenced with a stale fence = %d, %v; want 0, nil", n, err)
 	}
 	expectCount(t, dst, queue.Counts{})
-	if n, err := src.MoveReadyFenced(ctx, dst, 0, patch, s.Fence("dist", cur)); err != nil || n != 0 {
+	if n, err := src.MoveReadyFenced(ctx, dst, 0, patch, s.Fence("dist", cur), queue.Handoff{}); err != nil || n != 0 {
 		t.Fatalf("MoveReadyFenced(limit 0) = %d, %v; want 0, nil", n, err)
 	}
-	n, err := src.MoveReadyFenced(ctx, dst, 4, patch, s.Fence("dist", cur))
+	n, err := src.MoveReadyFenced(ctx, dst, 4, patch, s.Fence("dist", cur), queue.Handoff{})
 	if err != nil || n != 4 {
 		t.Fatalf("MoveReadyFenced(limit 4) = %d, %v; want 4, nil", n, err)
 	}
 	checkMoved(t, dst, order[:4], patch)
-	n, err = src.MoveReadyFenced(ctx, dst, 100, patch, s.Fence("dist", cur))
+	n, err = src.MoveReadyFenced(ctx, dst, 100, patch, s.Fence("dist", cur), queue.Handoff{})
 	if err != nil || n != 6 {
 		t.Fatalf("MoveReadyFenced(limit 100) = %d, %v; want 6, nil", n, err)
 	}
@@ -305,7 +276,7 @@ func testMoveReadyFenced(t *testing.T, h *harness) {
 	enqueue(t, src, msg("redelivered", 0))
 	d := receiveOne(t, src, 50*time.Millisecond)
 	eventually(t, "the lease to end", func() bool { return count(t, src).Ready == 1 })
-	if n, err := src.MoveReadyFenced(ctx, dst, 100, patch, s.Fence("dist", cur)); err != nil || n != 1 {
+	if n, err := src.MoveReadyFenced(ctx, dst, 100, patch, s.Fence("dist", cur), queue.Handoff{}); err != nil || n != 1 {
 		t.Fatalf("MoveReadyFenced of the redelivery = %d, %v; want 1, nil", n, err)
 	}
 	for _, m := range peekAll(t, dst) {
@@ -330,7 +301,7 @@ func testMoveReadyFencedAcrossDatabases(t *testing.T, h *harness) {
 	order := moveReadySetup(t, src)
 	tok := holdLock(t, s2, "dist", "a", time.Hour)
 	patch := map[string]string{"via": "distributor"}
-	n, err := src.MoveReadyFenced(ctx, dst, 4, patch, s2.Fence("dist", tok))
+	n, err := src.MoveReadyFenced(ctx, dst, 4, patch, s2.Fence("dist", tok), queue.Handoff{})
 	if err != nil || n != 4 {
 		t.Fatalf("MoveReadyFenced across databases = %d, %v; want 4, nil", n, err)
 	}
@@ -339,7 +310,7 @@ func testMoveReadyFencedAcrossDatabases(t *testing.T, h *harness) {
 		t.Fatal(err)
 	}
 	holdLock(t, s2, "dist", "b", time.Hour)
-	n, err = src.MoveReadyFenced(ctx, dst, 100, patch, s2.Fence("dist", tok))
+	n, err = src.MoveReadyFenced(ctx, dst, 100, patch, s2.Fence("dist", tok), queue.Handoff{})
 	if !errors.Is(err, queue.ErrFenced) || n != 0 {
 		t.Fatalf("MoveReadyFenced with a stale fence across databases = %d, %v; want 0, ErrFenced", n, err)
 	}
@@ -360,7 +331,7 @@ func testMoveReadyFencedMalformedHeaders(t *testing.T, h *harness) {
 	const raw = `{"ferry.correlation-id":"c-1","x":"y"`
 	h.insertRawRow(t, s, "src", "bad", raw)
 	tok := holdLock(t, s, "dist", "a", time.Hour)
-	n, err := src.MoveReadyFenced(ctx, dst, 10, map[string]string{"h": "1"}, s.Fence("dist", tok))
+	n, err := src.MoveReadyFenced(ctx, dst, 10, map[string]string{"h": "1"}, s.Fence("dist", tok), queue.Handoff{})
 	if err != nil || n != 4 {
 		t.Fatalf("moved %d (%v), want all 4", n, err)
 	}
@@ -378,7 +349,7 @@ func testMoveReadyFencedMalformedHeaders(t *testing.T, h *harness) {
 	// A stale fence still moves nothing, malformed row or not.
 	enqueue(t, src, msg("good", 3))
 	h.insertRawRow(t, s, "src", "bad-2", raw)
-	if n, err := src.MoveReadyFenced(ctx, dst, 10, nil, s.Fence("dist", tok-1)); err != nil || n != 0 {
+	if n, err := src.MoveReadyFenced(ctx, dst, 10, nil, s.Fence("dist", tok-1), queue.Handoff{}); err != nil || n != 0 {
 		t.Fatalf("stale fence moved %d (%v)", n, err)
 	}
 	expectCount(t, src, queue.Counts{Ready: 2})
@@ -460,8 +431,20 @@ func testMoveRowsSameDatabase(t *testing.T, h *harness) {
 // testMoveRowsAcrossDatabases: across databases MoveRows keeps arrival
 // order and drops only the named headers, skipping the leased row.
 func testMoveRowsAcrossDatabases(t *testing.T, h *harness) {
+	moveRowsAcross(t, h.store(t), h.store(t))
+}
+
+// testMoveRowsAcrossImplementations: the same from a store of this
+// implementation to one of another (the driver's OpenOther); the run of
+// the other implementation's suite covers the way back.
+func testMoveRowsAcrossImplementations(t *testing.T, h *harness) {
+	moveRowsAcross(t, h.store(t), h.other(t))
+}
+
+// moveRowsAcross moves 24 of 25 rows (one leased) from queue src of s to
+// queue dst of s2, in batches of 10, and checks what arrived.
+func moveRowsAcross(t *testing.T, s, s2 queue.Store) {
 	ctx := t.Context()
-	s, s2 := h.store(t), h.store(t)
 	src, dst := mustQueue(t, s, "src"), mustQueue(t, s2, "dst")
 	rows := bulkFill(t, src, 25)
 	leased := receiveOne(t, src, time.Minute)
@@ -495,4 +478,236 @@ func testMoveRowsAcrossDatabases(t *testing.T, h *harness) {
 		t.Errorf("src holds %d, want the leased message only", len(left))
 	}
 	expectCount(t, mustQueue(t, s, "dst"), queue.Counts{})
+}
+
+// handoffSetup fills src like moveReadySetup, takes lock "dist" and moves
+// the ready messages to dst handed over to token for lease; it returns the
+// message ids in receive order.
+func handoffSetup(t *testing.T, s queue.Store, src, dst queue.Queue, token int64, lease time.Duration) []string {
+	t.Helper()
+	order := moveReadySetup(t, src)
+	fence := s.Fence("dist", holdLock(t, s, "dist", "a", time.Hour))
+	patch := map[string]string{"via": "distributor"}
+	n, err := src.MoveReadyFenced(t.Context(), dst, 100, patch, fence, queue.Handoff{Token: token, For: lease})
+	if err != nil || n != len(order) {
+		t.Fatalf("MoveReadyFenced with a handoff = %d, %v; want %d, nil", n, err, len(order))
+	}
+	return order
+}
+
+// receiveGiven is ReceiveGiven failing t on an error.
+func receiveGiven(t testing.TB, q queue.Queue, token int64, max int, skip []int64) []queue.Delivery {
+	t.Helper()
+	ds, err := q.ReceiveGiven(t.Context(), token, max, skip)
+	if err != nil {
+		t.Fatalf("ReceiveGiven(%d, %d, %v) on %s: %v", token, max, skip, q.URI(), err)
+	}
+	if len(ds) > max {
+		t.Fatalf("ReceiveGiven(max %d) returned %d", max, len(ds))
+	}
+	return ds
+}
+
+func rowIDs(ds []queue.Delivery) []int64 {
+	out := make([]int64, len(ds))
+	for i, d := range ds {
+		out[i] = d.ID
+	}
+	return out
+}
+
+// testMoveReadyFencedHandoff: a fenced move with a handoff leases the moved
+// rows to the receiver's token in the same statement. They are in flight,
+// invisible to Receive; ReceiveGiven reads them, in receive order, as
+// deliveries of that token (counted once, by the move), each once per skip
+// set, and they settle like received ones.
+func testMoveReadyFencedHandoff(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s, "worker")
+	const token = 4242
+	before := s.RowWrites()
+	order := handoffSetup(t, s, src, dst, token, time.Hour)
+	expectCount(t, dst, queue.Counts{InFlight: 10})
+	expectCount(t, src, queue.Counts{Deferred: 1, InFlight: 1})
+	if s.RowWrites() <= before {
+		t.Errorf("RowWrites did not grow with the move (%d before, %d after)", before, s.RowWrites())
+	}
+	expectEmptyReceive(t, dst, "Receive of handed-over rows still leased")
+	if ds := receiveGiven(t, dst, token+1, 100, nil); len(ds) != 0 {
+		t.Fatalf("ReceiveGiven with another token returned %v", ids(ds))
+	}
+
+	writes := s.RowWrites()
+	first := receiveGiven(t, dst, token, 4, nil)
+	if got := ids(first); !slices.Equal(got, order[:4]) {
+		t.Fatalf("ReceiveGiven(4) = %v, want %v (receive order)", got, order[:4])
+	}
+	if again := receiveGiven(t, dst, token, 4, nil); !slices.Equal(ids(again), order[:4]) {
+		t.Fatalf("ReceiveGiven again with the same skip set = %v, want %v", ids(again), order[:4])
+	}
+	rest := receiveGiven(t, dst, token, 100, rowIDs(first))
+	if got := ids(rest); !slices.Equal(got, order[4:]) {
+		t.Fatalf("ReceiveGiven skipping the first 4 = %v, want %v", got, order[4:])
+	}
+	if ds := receiveGiven(t, dst, token, 100, append(rowIDs(first), rowIDs(rest)...)); len(ds) != 0 {
+		t.Fatalf("ReceiveGiven skipping every row returned %v", ids(ds))
+	}
+	if got := s.RowWrites(); got != writes {
+		t.Errorf("ReceiveGiven wrote %d rows, want none", got-writes)
+	}
+	for _, d := range append(first, rest...) {
+		if d.LeaseToken != token || d.Attempts != 1 || d.Queue != "worker" || d.Headers["via"] != "distributor" || d.Headers["k"] != "orig" {
+			t.Errorf("%s: lease %d, attempts %d, queue %q, headers %v; want %d, 1, worker, via=distributor k=orig",
+				d.MessageID, d.LeaseToken, d.Attempts, d.Queue, d.Headers, token)
+		}
+		if !d.VisibleAt.After(time.Now().Add(50 * time.Minute)) {
+			t.Errorf("%s: lease ends %s, want about an hour from now", d.MessageID, d.VisibleAt)
+		}
+	}
+
+	// They settle like received deliveries.
+	if err := dst.Ack(ctx, first[0]); err != nil {
+		t.Fatalf("Ack of a handed-over delivery: %v", err)
+	}
+	if acked, err := dst.AckMany(ctx, first[1:2]); err != nil || !acked[first[1].ID] {
+		t.Fatalf("AckMany of a handed-over delivery = %v, %v", acked, err)
+	}
+	if err := dst.Extend(ctx, first[2], time.Hour); err != nil {
+		t.Fatalf("Extend of a handed-over delivery: %v", err)
+	}
+	if err := dst.Release(ctx, first[3], queue.ReleaseOptions{Uncount: true}); err != nil {
+		t.Fatalf("Release of a handed-over delivery: %v", err)
+	}
+	if got := ids(receiveGiven(t, dst, token, 100, nil)); !slices.Equal(got, append([]string{order[2]}, order[4:]...)) {
+		t.Fatalf("ReceiveGiven after settling = %v, want %v", got, append([]string{order[2]}, order[4:]...))
+	}
+	released := receiveOne(t, dst, time.Hour)
+	if released.ID != first[3].ID || released.Attempts != 1 {
+		t.Fatalf("Receive after Release = %s (attempts %d), want %s (attempts 1: the release uncounted the move)",
+			released.MessageID, released.Attempts, first[3].MessageID)
+	}
+	expectCount(t, dst, queue.Counts{InFlight: 8})
+}
+
+// testMoveReadyFencedHandoffLeaseEnds: handed-over rows whose lease ends,
+// never read, are no longer given: plain Receive takes them, as a
+// redelivery. A stale fence hands nothing over, and a redelivery keeps its
+// count through the handoff.
+func testMoveReadyFencedHandoffLeaseEnds(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s, "worker")
+	const token = 77
+	// A delivery whose lease ended in src keeps its count: the move adds one.
+	enqueue(t, src, msg("redelivered", 0))
+	receiveOne(t, src, 50*time.Millisecond)
+	eventually(t, "the lease in src to end", func() bool { return count(t, src).Ready == 1 })
+	enqueue(t, src, msg("fresh", 0))
+
+	old := holdLock(t, s, "dist", "a", 50*time.Millisecond)
+	openSession(t, s, "dist", "b")
+	var cur int64
+	eventually(t, "b to take the expired lock", func() bool {
+		tok, err := s.AcquireLock(ctx, "dist", "b", time.Hour)
+		if err != nil {
+			t.Fatalf("AcquireLock: %v", err)
+		}
+		cur = tok
+		return tok != 0
+	})
+	handoff := queue.Handoff{Token: token, For: 300 * time.Millisecond}
+	if n, err := src.MoveReadyFenced(ctx, dst, 10, nil, s.Fence("dist", old), handoff); err != nil || n != 0 {
+		t.Fatalf("MoveReadyFenced with a stale fence and a handoff = %d, %v; want 0, nil", n, err)
+	}
+	expectCount(t, dst, queue.Counts{})
+	if _, err := src.MoveReadyFenced(ctx, dst, 10, nil, s.Fence("dist", cur), queue.Handoff{Token: token}); err == nil {
+		t.Fatal("MoveReadyFenced with a handoff of no lease: no error")
+	}
+	if n, err := src.MoveReadyFenced(ctx, dst, 10, nil, s.Fence("dist", cur), handoff); err != nil || n != 2 {
+		t.Fatalf("MoveReadyFenced with a handoff = %d, %v; want 2, nil", n, err)
+	}
+	given := receiveGiven(t, dst, token, 10, nil)
+	want := map[string]int{"redelivered-00000": 2, "fresh-00000": 1}
+	if len(given) != 2 {
+		t.Fatalf("ReceiveGiven = %v, want both", ids(given))
+	}
+	for _, d := range given {
+		if d.Attempts != want[d.MessageID] {
+			t.Errorf("%s: attempts %d, want %d", d.MessageID, d.Attempts, want[d.MessageID])
+		}
+	}
+	eventually(t, "the handed-over lease to end", func() bool { return count(t, dst).Ready == 2 })
+	if ds := receiveGiven(t, dst, token, 10, nil); len(ds) != 0 {
+		t.Fatalf("ReceiveGiven after the lease ended = %v, want none", ids(ds))
+	}
+	again := receive(t, dst, 10, time.Hour)
+	if len(again) != 2 {
+		t.Fatalf("Receive after the handed-over lease ended = %v, want both", ids(again))
+	}
+	for _, d := range again {
+		if d.LeaseToken == token || d.Attempts != want[d.MessageID]+1 {
+			t.Errorf("%s: lease %d, attempts %d; want a new lease, %d attempts", d.MessageID, d.LeaseToken, d.Attempts, want[d.MessageID]+1)
+		}
+	}
+	for _, d := range given {
+		expectLeaseLost(t, dst.Ack(ctx, d), "Ack of a handed-over delivery whose lease ended and was received again")
+	}
+	if _, err := dst.ReceiveGiven(ctx, 0, 10, nil); !errors.Is(err, queue.ErrNotLeased) {
+		t.Errorf("ReceiveGiven(token 0) = %v, want ErrNotLeased", err)
+	}
+}
+
+// testMoveReadyFencedHandoffAcrossDatabases: across databases the move
+// re-enqueues, so the rows arrive unleased whatever the handoff.
+func testMoveReadyFencedHandoffAcrossDatabases(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s, s2 := h.store(t), h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s2, "worker")
+	enqueue(t, src, msgs("across", 3)...)
+	tok := holdLock(t, s, "dist", "a", time.Hour)
+	n, err := src.MoveReadyFenced(ctx, dst, 10, nil, s.Fence("dist", tok), queue.Handoff{Token: 9, For: time.Hour})
+	if err != nil || n != 3 {
+		t.Fatalf("MoveReadyFenced across databases with a handoff = %d, %v; want 3, nil", n, err)
+	}
+	expectCount(t, dst, queue.Counts{Ready: 3})
+	if ds := receiveGiven(t, dst, 9, 10, nil); len(ds) != 0 {
+		t.Fatalf("ReceiveGiven across databases = %v, want none (the rows arrive unleased)", ids(ds))
+	}
+	if got := receive(t, dst, 10, time.Hour); len(got) != 3 {
+		t.Fatalf("Receive across databases = %v, want 3", ids(got))
+	}
+}
+
+// testMoveRowsBatched moves 20,000 messages with 1,000 per statement: 20
+// statements, not 20,000 round trips; DeleteRows without a batch size uses
+// queue.DefaultBatchSize.
+func testMoveRowsBatched(t *testing.T, h *harness) {
+	ctx := t.Context()
+	const total = 20000
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "src"), mustQueue(t, s, "dst")
+	rows := bulkFill(t, src, total)
+	statements := 0
+	started := time.Now()
+	n, err := src.MoveRows(ctx, rows, dst, queue.BulkOptions{
+		BatchSize: 1000, DropHeaders: []string{"x.drop"},
+		OnBatch: func(int) { statements++ },
+	})
+	took := time.Since(started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != total || statements != total/1000 {
+		t.Errorf("moved %d with %d statements, want %d with %d", n, statements, total, total/1000)
+	}
+	if c := count(t, dst); c.Ready != total {
+		t.Errorf("dst counts %+v", c)
+	}
+	t.Logf("moved %d messages in %s", total, took)
+	statements = 0
+	n, err = dst.DeleteRows(ctx, rows, queue.BulkOptions{OnBatch: func(int) { statements++ }})
+	if err != nil || n != total || statements != total/queue.DefaultBatchSize {
+		t.Errorf("deleted %d with %d statements (%v)", n, statements, err)
+	}
 }

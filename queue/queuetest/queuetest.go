@@ -16,6 +16,8 @@
 //     wake-ups cross connections and that uncommitted enqueues stay
 //     invisible to other connections;
 //   - a separate database: a second Driver.Open, for moves across databases.
+//   - a store of another implementation: Driver.OpenOther, for moves
+//     between implementations (optional).
 //
 // The suite holds no SQL and never asks which database it runs on: a test
 // that needs more than the interfaces promise names a [Feature] (or a hook)
@@ -118,6 +120,11 @@ type Driver struct {
 	// OpenUnmigrated returns a store on a fresh database whose schema was
 	// never applied. Nil skips the tests that need it.
 	OpenUnmigrated func(t testing.TB) queue.Store
+	// OpenOther returns a store of another implementation (another kind of
+	// database) on a fresh database with Options, closed when t ends: moves
+	// between it and Open's stores are tested both ways. Nil skips the
+	// tests that need it.
+	OpenOther func(t testing.TB) queue.Store
 	// InsertRawRow writes a visible message messageID into queue queueName
 	// of s with headers stored exactly as the given text, bypassing the
 	// store's encoder (as a producer other than ferry would), with type "t",
@@ -143,6 +150,7 @@ var tests = []contractTest{
 	{name: "EnqueueReceiveOne", fn: testEnqueueReceiveOne},
 	{name: "EnqueueReceiveMany", fn: testEnqueueReceiveMany},
 	{name: "EnqueueValidation", fn: testEnqueueValidation},
+	{name: "EnqueuePriorityRange", fn: testEnqueuePriorityRange},
 	{name: "EnqueueTxCommit", fn: testEnqueueTxCommit, needs: TxEnqueue},
 	{name: "EnqueueTxRollback", fn: testEnqueueTxRollback, needs: TxEnqueue},
 	// receive.go
@@ -179,8 +187,13 @@ var tests = []contractTest{
 	{name: "MoveReadyFenced", fn: testMoveReadyFenced},
 	{name: "MoveReadyFencedAcrossDatabases", fn: testMoveReadyFencedAcrossDatabases},
 	{name: "MoveReadyFencedMalformedHeaders", fn: testMoveReadyFencedMalformedHeaders},
+	{name: "MoveReadyFencedHandoff", fn: testMoveReadyFencedHandoff},
+	{name: "MoveReadyFencedHandoffLeaseEnds", fn: testMoveReadyFencedHandoffLeaseEnds},
+	{name: "MoveReadyFencedHandoffAcrossDatabases", fn: testMoveReadyFencedHandoffAcrossDatabases},
 	{name: "MoveRowsSameDatabase", fn: testMoveRowsSameDatabase},
 	{name: "MoveRowsAcrossDatabases", fn: testMoveRowsAcrossDatabases},
+	{name: "MoveRowsAcrossImplementations", fn: testMoveRowsAcrossImplementations},
+	{name: "MoveRowsBatched", fn: testMoveRowsBatched},
 	// browse.go
 	{name: "Count", fn: testCount},
 	{name: "Peek", fn: testPeek},
@@ -211,6 +224,7 @@ var tests = []contractTest{
 	{name: "Migrated", fn: testMigrated},
 	{name: "Unmigrated", fn: testUnmigrated},
 	{name: "RoundTrips", fn: testRoundTrips},
+	{name: "RowWrites", fn: testRowWrites},
 }
 
 // wakeTests mostly wait for a receiver to go idle: they run in parallel
@@ -276,6 +290,16 @@ func (h *harness) store(t *testing.T) queue.Store {
 func (h *harness) reopen(t *testing.T, s queue.Store) queue.Store {
 	t.Helper()
 	return h.d.Reopen(t, s)
+}
+
+// other opens a store of another implementation through the driver's
+// hook, or skips t when the driver has none.
+func (h *harness) other(t *testing.T) queue.Store {
+	t.Helper()
+	if h.d.OpenOther == nil {
+		t.Skip("the driver has no OpenOther hook")
+	}
+	return h.d.OpenOther(t)
 }
 
 // insertRawRow writes a row with raw headers through the driver's hook, or

@@ -12,11 +12,24 @@ import (
 	"github.com/ferrybus/ferry/queue"
 )
 
+// staleAmongLeased enqueues message lost-00000 on q and redelivers it (see
+// redeliver), then enqueues two more and leases them: a batch to settle
+// with one lost lease among current ones.
+func staleAmongLeased(t *testing.T, q queue.Queue) (stale, current queue.Delivery, more []queue.Delivery) {
+	t.Helper()
+	enqueue(t, q, msg("lost", 0))
+	stale, current = redeliver(t, q)
+	enqueue(t, q, msgs("more", 2)...)
+	more = receive(t, q, 2, time.Minute)
+	if len(more) != 2 {
+		t.Fatalf("received %d, want 2", len(more))
+	}
+	return stale, current, more
+}
+
 func testAckLeaseLost(t *testing.T, h *harness) {
 	ctx := t.Context()
-	s := h.store(t)
-	q := mustQueue(t, s, "ack")
-	enqueue(t, q, msg("ack", 0))
+	q := oneMessageQueue(t, h, "ack")
 	stale, current := redeliver(t, q)
 
 	err := q.Ack(ctx, stale)
@@ -83,13 +96,7 @@ func testAckBatch(t *testing.T, h *harness) {
 	}
 
 	// A batch with one lost lease: the error says so, the others are acked.
-	enqueue(t, q, msg("lost", 0))
-	stale, current := redeliver(t, q)
-	enqueue(t, q, msgs("more", 2)...)
-	more := receive(t, q, 2, time.Minute)
-	if len(more) != 2 {
-		t.Fatalf("received %d, want 2", len(more))
-	}
+	stale, current, more := staleAmongLeased(t, q)
 	err := q.Ack(ctx, more[0], stale, more[1])
 	expectLeaseLost(t, err, "batch Ack holding a stale delivery")
 	if !strings.Contains(err.Error(), "1 of 3") {
@@ -104,9 +111,7 @@ func testAckBatch(t *testing.T, h *harness) {
 
 func testExtend(t *testing.T, h *harness) {
 	ctx := t.Context()
-	s := h.store(t)
-	q := mustQueue(t, s, "extend")
-	enqueue(t, q, msg("extend", 0))
+	q := oneMessageQueue(t, h, "extend")
 	const lease = 300 * time.Millisecond
 	start := time.Now()
 	d := receiveOne(t, q, lease)
@@ -138,9 +143,7 @@ func testExtend(t *testing.T, h *harness) {
 
 func testReleaseDelay(t *testing.T, h *harness) {
 	ctx := t.Context()
-	s := h.store(t)
-	q := mustQueue(t, s, "release")
-	enqueue(t, q, msg("release", 0))
+	q := oneMessageQueue(t, h, "release")
 
 	// Without delay: ready again at once.
 	d := receiveOne(t, q, time.Hour)
@@ -221,9 +224,7 @@ func testReleaseHeaders(t *testing.T, h *harness) {
 
 func testReleaseUncount(t *testing.T, h *harness) {
 	ctx := t.Context()
-	s := h.store(t)
-	q := mustQueue(t, s, "uncount")
-	enqueue(t, q, msg("uncount", 0))
+	q := oneMessageQueue(t, h, "uncount")
 	d := receiveOne(t, q, time.Hour)
 	if d.Attempts != 1 {
 		t.Fatalf("Attempts = %d, want 1", d.Attempts)
@@ -247,9 +248,7 @@ func testReleaseUncount(t *testing.T, h *harness) {
 
 func testReleaseLeaseLost(t *testing.T, h *harness) {
 	ctx := t.Context()
-	s := h.store(t)
-	q := mustQueue(t, s, "rlost")
-	enqueue(t, q, msg("rlost", 0))
+	q := oneMessageQueue(t, h, "rlost")
 	stale, current := redeliver(t, q)
 	expectLeaseLost(t, q.Release(ctx, stale, queue.ReleaseOptions{Headers: map[string]string{"x": "y"}}), "Release of a lost lease")
 	expectCount(t, q, queue.Counts{InFlight: 1}) // the current lease is untouched
@@ -294,13 +293,7 @@ func testAckMany(t *testing.T, h *harness) {
 	expectCount(t, q, queue.Counts{})
 
 	// A batch holding a lost lease: the others are acked, it is not.
-	enqueue(t, q, msg("lost", 0))
-	stale, current := redeliver(t, q)
-	enqueue(t, q, msgs("more", 2)...)
-	more := receive(t, q, 2, time.Minute)
-	if len(more) != 2 {
-		t.Fatalf("received %d, want 2", len(more))
-	}
+	stale, current, more := staleAmongLeased(t, q)
 	acked, err = q.AckMany(ctx, []queue.Delivery{more[0], stale, more[1]})
 	if err != nil {
 		t.Fatalf("AckMany holding a stale delivery: %v", err)

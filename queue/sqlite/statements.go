@@ -21,7 +21,19 @@ WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
 	fencedMove = `UPDATE ferry_messages SET queue = ?, lease_token = 0, headers = json_patch(headers, ?)
 WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
       ORDER BY priority DESC, id LIMIT ?)` + ` AND EXISTS (SELECT 1 FROM ferry_locks WHERE name = ? AND token = ?)`
+	// The fenced move that hands the rows over leased to their receiver:
+	// the move is the delivery, so the receiver only reads them.
+	handoffMove = `UPDATE ferry_messages SET queue = ?, lease_token = ?, visible_at = ?, attempts = attempts + 1,
+ headers = json_patch(headers, ?)
+WHERE id IN (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at <= ?
+      ORDER BY priority DESC, id LIMIT ?)` + ` AND EXISTS (SELECT 1 FROM ferry_locks WHERE name = ? AND token = ?)`
 )
+
+// receiveGiven reads the rows handed over to a lease token, except those
+// the receiver holds already.
+const receiveGiven = `SELECT ` + deliveryColumns + ` FROM ferry_messages
+WHERE queue = ? AND lease_token = ? AND visible_at > ? AND id NOT IN (SELECT value FROM json_each(?))
+ORDER BY priority DESC, id LIMIT ?`
 
 // Receive leases visible rows.
 func (d *Dialect) Receive() string { return receive }
@@ -33,6 +45,13 @@ func (d *Dialect) MoveReady(fenced bool) (string, bool) {
 	}
 	return moveReady, false
 }
+
+// MoveHandoff moves visible rows leased to their receiver; it wakes nobody
+// itself.
+func (d *Dialect) MoveHandoff() (string, bool) { return handoffMove, false }
+
+// ReceiveGiven reads the rows handed over to a lease token.
+func (d *Dialect) ReceiveGiven() string { return receiveGiven }
 
 // Insert is a multi-row INSERT of n messages (SQLite has no channel to notify).
 func (d *Dialect) Insert(n int, _ bool) string {
