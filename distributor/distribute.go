@@ -55,7 +55,9 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 	// probing is set while the inbox may hold only a few messages (at the
 	// start and after it was drained): one move at a time, until one comes
 	// back full, so that moves to several workers do not race for them.
+	// A probe slower than slowTurn holds up no one.
 	probing := true
+	var probeBegan time.Time
 	ended := func(r moveResult) {
 		running--
 		if r.n > 0 {
@@ -80,9 +82,13 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 		}
 		changed := d.reg.wait()
 		sweep := time.Second // expiry
-		if running < maxMoves && (!probing || running == 0) {
+		probe := time.Until(probeBegan.Add(slowTurn))
+		if running < maxMoves && (!probing || running == 0 || probe <= 0) {
 			t, ok := d.reg.take(time.Now(), d.cfg.DistributeSendCount, moveQuantum)
 			if ok {
+				if running == 0 {
+					probeBegan = time.Now()
+				}
 				running++
 				moves.Add(1)
 				go func() {
@@ -98,6 +104,8 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			if t.retry > 0 {
 				sweep = t.retry // a slow turn stops holding up the others
 			}
+		} else if probing && running > 0 {
+			sweep = probe // a slow probe stops holding up the others
 		}
 		select {
 		case <-ctx.Done():

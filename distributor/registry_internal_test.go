@@ -199,13 +199,14 @@ func TestSlowMoveToOneWorkerDoesNotStallOthers(t *testing.T) {
 		d := newIT(t, conns, Config{ReclaimAfter: time.Hour, DistributeSendCount: 1})
 		release := make(chan struct{})
 		var once sync.Once
-		t.Cleanup(func() { once.Do(func() { close(release) }) })
 		d.hooks.beforeMove = func(w, s string) {
 			if w == "slow" {
 				<-release
 			}
 		}
 		startIT(t, d)
+		// Before the distributor's Stop (cleanups run last first).
+		t.Cleanup(func() { once.Do(func() { close(release) }) })
 		testkit.Eventually(t, 10*time.Second, "distributor active", d.Active)
 		enqueue(t, conns, itInbox, 10)
 		slow, fast := bus.NewID(), bus.NewID()
