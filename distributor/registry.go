@@ -20,8 +20,7 @@ type availability struct {
 	// capped by the quantum leaves it waiting with a part used.
 	used int
 	// held is set while a move holds it: it is out of the list but stays
-	// in the index, so that a renewal meanwhile refreshes it instead of
-	// adding a second availability for the same thread.
+	// in the index until an announcement of its thread replaces it.
 	held bool
 	// handoff and lease are the session's handoff (control.ThreadAvailable):
 	// the lease its moved work gets; zero moves it unleased.
@@ -41,11 +40,15 @@ type workerState struct {
 	persisted time.Time
 }
 
-// registry holds worker sessions and their idle threads. It holds exactly
-// one entry per idle thread of each live worker session, waiting or held by
-// a move: a renewed availability refreshes its entry (held or not), a newer
-// session replaces an older one's entries, and entries expire when not
-// renewed.
+// registry holds worker sessions and their idle threads. At rest it holds
+// exactly one entry per idle thread of each live worker session: a renewed
+// availability refreshes its waiting entry, a newer session replaces an
+// older one's entries, and entries expire when not renewed. A thread's
+// announcement while a move holds its entry is a new entry: the thread
+// went busy and idle again (it took work from another availability's move;
+// the worker's threads share its queue), so it asks anew. The held entry
+// then does not come back unused: at most two per thread, and only while
+// a move runs.
 //
 // Workers are served in turns: line orders the workers with waiting
 // availabilities by when they began waiting, a worker served goes to the
@@ -172,7 +175,9 @@ func (r *registry) available(m control.ThreadAvailable, now time.Time) {
 		return // stale: it waited in the control queue too long
 	}
 	key := availKey{m.WorkerID, m.Thread}
-	if a, ok := r.index[key]; ok {
+	if a, ok := r.index[key]; ok && !a.held {
+		// A renewal of a waiting availability. One held by a move is
+		// replaced below: its thread asks anew (see registry).
 		a.expires, a.session, a.inbox, a.handoff, a.lease = expires, m.Session, m.Inbox, m.Handoff, m.Lease
 		return
 	}
@@ -301,9 +306,8 @@ func (r *registry) release(id string) {
 // one left with a part of its messages stays (with the rest) only when the
 // move took all it asked for (capped is true: it stopped at its limit, not
 // at the end of the inbox), else it is spent too, as one availability
-// serves one batch. The others go back to the front in their order. A
-// renewal that came in during the move is absorbed by the availability it
-// renewed: spent or back, there is still one per thread.
+// serves one batch. The others go back to the front in their order,
+// unless their thread announced itself anew meanwhile.
 //
 // A worker that was given messages goes to the back of the line; one whose
 // move found none keeps its place, so that when moves to several workers

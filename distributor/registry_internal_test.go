@@ -154,38 +154,32 @@ func TestRegistryEmptyMoveKeepsItsTurn(t *testing.T) {
 	takeOf(t, r, now, 5, 256, "b")
 }
 
-// A thread that renews its availability while a move holds it still has
-// one availability: spent by the move, nothing of it is left; put back, it
-// is there once, with the renewal's expiry.
-func TestRegistryRenewalDuringMoveIsNotASecondAvailability(t *testing.T) {
+// A thread that announces itself while a move holds its availability asks
+// anew (it went busy and idle again): the move takes no more than the held
+// ones ask for, and afterwards the thread has one availability, whether
+// the held one was spent or not.
+func TestRegistryAnnouncementDuringMove(t *testing.T) {
 	now := time.Now()
 	w := regWorker{"a", bus.NewID()}
 	for _, used := range []bool{true, false} {
 		r := newRegistry()
 		w.announce(r, now, 0, 1)
 		as, limit := takeOf(t, r, now, 5, 256, "a")
-		// Both threads renew while the move runs.
-		w.announce(r, now.Add(time.Second), 0, 1)
-		if n := r.count(now); n != 2 {
-			t.Fatalf("%d live availabilities during the move, want 2", n)
+		if len(as) != 2 || limit != 10 {
+			t.Fatalf("took %d availabilities with limit %d, want 2 and 10", len(as), limit)
 		}
+		w.announce(r, now.Add(time.Second), 0, 1)
 		n := 0
 		if used {
 			n = limit
 		}
 		r.settle(as, 5, n, n == limit)
 		r.release("a")
-		want := 2
-		if used {
-			want = 0
+		if got := r.count(now); got != 2 {
+			t.Fatalf("used %v: %d availabilities after the move, want 2 (one per thread)", used, got)
 		}
-		if got := r.count(now); got != want {
-			t.Fatalf("used %v: %d availabilities after the move, want %d", used, got, want)
-		}
-		if !used {
-			if as, limit := takeOf(t, r, now, 5, 256, "a"); len(as) != 2 || limit != 10 {
-				t.Fatalf("took %d availabilities with limit %d, want 2 and 10", len(as), limit)
-			}
+		if s := r.snapshot(now); !slices.Equal(s.Threads["a"], []int{0, 1}) {
+			t.Fatalf("used %v: threads waiting %v, want [0 1]", used, s.Threads["a"])
 		}
 	}
 }
