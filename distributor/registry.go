@@ -1,6 +1,7 @@
 package distributor
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +16,12 @@ type availability struct {
 	inbox   string
 	thread  int
 	expires time.Time
+	// used counts the messages moves took for it so far: only a move
+	// capped by the quantum leaves it waiting with a part used.
+	used int
+	// held is set while a move holds it: it is out of the list but stays
+	// in the index until an announcement of its thread replaces it.
+	held bool
 	// handoff and lease are the session's handoff (control.ThreadAvailable):
 	// the lease its moved work gets; zero moves it unleased.
 	handoff int64
@@ -35,13 +42,28 @@ type workerState struct {
 
 // registry holds worker sessions and their idle threads. At rest it holds
 // exactly one entry per idle thread of each live worker session: a renewed
-// availability refreshes its entry, a newer session replaces an older one's
-// entries, and entries expire when not renewed.
+// availability refreshes its waiting entry, a newer session replaces an
+// older one's entries, and entries expire when not renewed. A thread's
+// announcement while a move holds its entry is a new entry: the thread
+// went busy and idle again (it took work from another availability's move;
+// the worker's threads share its queue), so it asks anew. The held entry
+// then does not come back unused: at most two per thread, and only while
+// a move runs.
+//
+// Workers are served in turns: line orders the workers with waiting
+// availabilities by when they began waiting, a worker served goes to the
+// back, and a worker with a move in flight (busy) is passed over until it
+// ends. So no worker is served twice while another waits, and one worker's
+// slow move holds up nobody else.
 type registry struct {
 	mu      sync.Mutex
 	workers map[string]*workerState
-	avail   []*availability // first in, first served
+	avail   []*availability // waiting, in the order they arrived
 	index   map[availKey]*availability
+	line    []string        // worker ids with waiting availabilities, in turn
+	busy    map[string]bool // worker ids with a move in flight
+	marks   map[string]mark // per worker id, its last turn
+	seq     uint64          // turns begun
 	changed chan struct{}
 	// held counts availabilities taken by the distribute loop and not yet
 	// settled: they are live, only out of the list while a move runs.
@@ -57,7 +79,8 @@ type availKey struct {
 }
 
 func newRegistry() *registry {
-	return &registry{workers: map[string]*workerState{}, index: map[availKey]*availability{}, ended: map[string]string{}, changed: make(chan struct{})}
+	return &registry{workers: map[string]*workerState{}, index: map[availKey]*availability{},
+		busy: map[string]bool{}, marks: map[string]mark{}, ended: map[string]string{}, changed: make(chan struct{})}
 }
 
 // signal wakes whoever waits on changes. Call with mu held.
@@ -98,18 +121,31 @@ func (r *registry) session(id, session, inbox string, now time.Time) (*workerSta
 	return w, true
 }
 
-// dropWorker removes every availability of a worker. Call with mu held.
+// dropWorker removes every availability of a worker, held ones included
+// (their move settles them as gone). Call with mu held.
 func (r *registry) dropWorker(id string) {
 	kept := r.avail[:0]
 	for _, a := range r.avail {
-		if a.worker == id {
-			delete(r.index, availKey{a.worker, a.thread})
-			continue
+		if a.worker != id {
+			kept = append(kept, a)
 		}
-		kept = append(kept, a)
 	}
 	clear(r.avail[len(kept):])
 	r.avail = kept
+	for k := range r.index {
+		if k.worker == id {
+			delete(r.index, k)
+		}
+	}
+	r.line = slices.DeleteFunc(r.line, func(w string) bool { return w == id })
+}
+
+// enqueueLocked puts a worker that has waiting availabilities at the back
+// of the line, unless it is in line already. Call with mu held.
+func (r *registry) enqueueLocked(id string) {
+	if !slices.Contains(r.line, id) {
+		r.line = append(r.line, id)
+	}
 }
 
 func (r *registry) started(m control.Started, now time.Time) {
@@ -139,13 +175,16 @@ func (r *registry) available(m control.ThreadAvailable, now time.Time) {
 		return // stale: it waited in the control queue too long
 	}
 	key := availKey{m.WorkerID, m.Thread}
-	if a, ok := r.index[key]; ok {
+	if a, ok := r.index[key]; ok && !a.held {
+		// A renewal of a waiting availability. One held by a move is
+		// replaced below: its thread asks anew (see registry).
 		a.expires, a.session, a.inbox, a.handoff, a.lease = expires, m.Session, m.Inbox, m.Handoff, m.Lease
 		return
 	}
 	a := &availability{worker: m.WorkerID, session: m.Session, inbox: m.Inbox, thread: m.Thread, expires: expires, handoff: m.Handoff, lease: m.Lease}
 	r.index[key] = a
 	r.avail = append(r.avail, a)
+	r.enqueueLocked(m.WorkerID)
 	r.signal()
 }
 
@@ -163,44 +202,165 @@ func (r *registry) stopping(m control.Stopping, now time.Time) *workerState {
 	return &cp
 }
 
-// takeWorker removes and returns the first unexpired availability together
-// with every other live availability of the same worker session, in order:
-// one move can serve them all.
-func (r *registry) takeWorker(now time.Time) []*availability {
+// slowTurn is how long a worker's turn may hold up another worker that
+// already had a turn since it began: past it, that worker's move counts as
+// slow (its database, or the network to it) and the others go on.
+const slowTurn = 100 * time.Millisecond
+
+// mark is when a worker's last turn began.
+type mark struct {
+	seq   uint64
+	began time.Time
+}
+
+// turn is one move's share of the registry: the availabilities it holds,
+// the worker session they belong to and its handoff (copied: a renewal may
+// change the availabilities meanwhile) and how many messages they may take.
+type turn struct {
+	worker, session, inbox string
+	as                     []*availability
+	limit                  int
+	handoff                queue.Handoff
+	// retry, when take found nothing to start, is when to try again
+	// without waiting for a change (zero: wait for one).
+	retry time.Duration
+}
+
+// take starts a move: it picks the worker whose turn it is (the first in
+// line without a move in flight), removes that worker's oldest live
+// availabilities from the list, as many as take quantum messages between
+// them (at least one; each may take per, less what it used), and marks the
+// worker busy until release. The limit is what they may take, at most
+// quantum. Expired availabilities are dropped on the way. A busy worker
+// keeps its place in line until its move settles.
+//
+// Moves run at once, so a worker whose moves end sooner could otherwise
+// be served over and over during another's one turn: a worker that had a
+// turn since another waiting worker's turn began waits for that turn to
+// end, for up to slowTurn. Each is at most one turn ahead of the others,
+// unless their moves are slow.
+func (r *registry) take(now time.Time, per, quantum int) (turn, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []*availability
 	kept := r.avail[:0]
+	waiting := map[string]bool{}
 	for _, a := range r.avail {
-		switch {
-		case !a.expires.After(now):
-			delete(r.index, availKey{a.worker, a.thread})
-		case len(out) == 0 || (a.worker == out[0].worker && a.session == out[0].session):
-			delete(r.index, availKey{a.worker, a.thread})
-			out = append(out, a)
-		default:
-			kept = append(kept, a)
+		if !a.expires.After(now) {
+			r.unindexLocked(a)
+			continue
 		}
+		waiting[a.worker] = true
+		kept = append(kept, a)
 	}
 	clear(r.avail[len(kept):])
 	r.avail = kept
+	r.line = slices.DeleteFunc(r.line, func(id string) bool { return !waiting[id] && !r.busy[id] })
+	var retry time.Duration
+	ahead := func(id string) bool {
+		for x := range r.busy {
+			if m := r.marks[x]; waiting[x] && m.seq < r.marks[id].seq {
+				if held := now.Sub(m.began); held < slowTurn {
+					retry = max(retry, slowTurn-held)
+					return true
+				}
+			}
+		}
+		return false
+	}
+	i := slices.IndexFunc(r.line, func(id string) bool { return waiting[id] && !r.busy[id] && !ahead(id) })
+	if i < 0 {
+		return turn{retry: retry}, false
+	}
+	id := r.line[i]
+	var out []*availability
+	credit := 0
+	kept = r.avail[:0]
+	for _, a := range r.avail {
+		if a.worker == id && (len(out) == 0 || (credit < quantum && a.session == out[0].session)) {
+			a.held = true
+			out = append(out, a)
+			credit += per - a.used
+			continue
+		}
+		kept = append(kept, a)
+	}
+	clear(r.avail[len(kept):])
+	r.avail = kept
+	r.busy[id] = true
+	r.seq++
+	r.marks[id] = mark{seq: r.seq, began: now}
 	r.held += len(out)
-	return out
+	return turn{worker: id, session: out[0].session, inbox: out[0].inbox, as: out, limit: min(credit, quantum), handoff: handoff(out)}, true
 }
 
-// settle ends the hold on as, taken by takeWorker: the first used were
-// spent by a move, the rest go back to the front in their order.
-func (r *registry) settle(as []*availability, used int) {
+// release ends the turn of a worker whose move (taken by take) is over.
+func (r *registry) release(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.busy, id)
+	r.signal()
+}
+
+// settle ends the hold on as, taken by take with per for a move that moved
+// n messages. In their order each gives what it may take until n is spent;
+// one left with a part of its messages stays (with the rest) only when the
+// move took all it asked for (capped is true: it stopped at its limit, not
+// at the end of the inbox), else it is spent too, as one availability
+// serves one batch. The others go back to the front in their order,
+// unless their thread announced itself anew meanwhile.
+//
+// A worker that was given messages goes to the back of the line; one whose
+// move found none keeps its place, so that when moves to several workers
+// race for a few messages the winner's turn passes and the losers' do not.
+func (r *registry) settle(as []*availability, per, n int, capped bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if n > 0 && len(as) > 0 {
+		id := as[0].worker
+		if i := slices.Index(r.line, id); i >= 0 {
+			r.line = append(slices.Delete(r.line, i, i+1), id)
+		}
+	}
+	r.held -= len(as)
+	var back []*availability
+	for _, a := range as {
+		a.held = false
+		use := min(per-a.used, n)
+		n -= use
+		a.used += use
+		if a.used >= per || (use > 0 && !capped) {
+			r.unindexLocked(a)
+			continue
+		}
+		back = append(back, a)
+	}
+	for i := len(back) - 1; i >= 0; i-- {
+		r.putBackLocked(back[i])
+	}
+}
+
+// discard ends the hold on as, taken by take, spending them all.
+func (r *registry) discard(as []*availability) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.held -= len(as)
-	for i := len(as) - 1; i >= used; i-- {
-		r.putBackLocked(as[i])
+	for _, a := range as {
+		a.held = false
+		r.unindexLocked(a)
+	}
+}
+
+// unindexLocked removes a from the index, unless another entry replaced it
+// there. Call with mu held.
+func (r *registry) unindexLocked(a *availability) {
+	key := availKey{a.worker, a.thread}
+	if r.index[key] == a {
+		delete(r.index, key)
 	}
 }
 
 // landed reports, after a move into the queue of the session that as (from
-// takeWorker) belong to, whether that session ended meanwhile (it said
+// take) belong to, whether that session ended meanwhile (it said
 // Stopping, or was forgotten): then the move must be undone by returning the
 // worker's queue, since nobody will reclaim it otherwise. The check runs
 // under the same lock as Stopping, so either Stopping saw the moved messages
@@ -223,19 +383,20 @@ func (r *registry) landed(as []*availability) (workerState, bool) {
 	return workerState{}, false
 }
 
-// putBackLocked returns an unused availability to the front, unless a fresher
-// announcement of the same thread arrived meanwhile.
+// putBackLocked returns an availability back from a move to the front,
+// unless it was dropped meanwhile (a newer session, Stopping, forgotten).
 // Call with mu held.
 func (r *registry) putBackLocked(a *availability) {
 	key := availKey{a.worker, a.thread}
-	if _, ok := r.index[key]; ok {
+	if r.index[key] != a {
 		return
 	}
 	if w, ok := r.workers[a.worker]; !ok || w.session != a.session || w.stopping {
+		delete(r.index, key)
 		return
 	}
-	r.index[key] = a
 	r.avail = append([]*availability{a}, r.avail...)
+	r.enqueueLocked(a.worker)
 }
 
 // count returns the number of live availabilities, those held by a move
@@ -288,6 +449,7 @@ func (r *registry) forget(id string, cutoff time.Time) (string, bool) {
 	defer r.mu.Unlock()
 	if w, ok := r.workers[id]; ok && (w.stopping || w.lastSeen.Before(cutoff)) {
 		delete(r.workers, id)
+		delete(r.marks, id)
 		if w.stopping {
 			r.ended[id] = w.session
 		}

@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -45,6 +47,10 @@ type benchOptions struct {
 	// checkpoint flushes the preload to disk before the timed part.
 	checkpoint bool
 	prefetch   int
+	// handlerDelay is how long every handler takes; slowWorker multiplies
+	// it for the last worker (or endpoint), to measure shares by speed.
+	handlerDelay time.Duration
+	slowWorker   float64
 }
 
 // BenchResult is what `ferry bench --json` prints.
@@ -65,6 +71,14 @@ type BenchResult struct {
 	CPUSeconds float64 `json:"cpuSeconds"`
 	PeakRSSMB  float64 `json:"peakRssMB"`
 	RoundTrips float64 `json:"roundTripsPerMessage,omitempty"`
+	// HandlerDelayMs is every handler's time; SlowWorker names the one
+	// whose handler takes SlowFactor times as long.
+	HandlerDelayMs float64 `json:"handlerDelayMs,omitempty"`
+	SlowWorker     string  `json:"slowWorker,omitempty"`
+	SlowFactor     float64 `json:"slowFactor,omitempty"`
+	// Shares maps each worker (or direct endpoint) to its fraction of the
+	// handled messages.
+	Shares map[string]float64 `json:"shares,omitempty"`
 }
 
 func (a *app) benchCmd() *cobra.Command {
@@ -98,6 +112,9 @@ file; a postgres:// database gets a fresh schema, dropped afterwards.`,
 			}
 			if o.rate > 0 && o.mode == "raw" {
 				return usagef("bench: --mode raw measures --drain only")
+			}
+			if o.slowWorker != 0 && (o.slowWorker < 1 || o.handlerDelay <= 0) {
+				return usagef("bench: --slow-worker needs a factor of at least 1 and a --handler-delay")
 			}
 			if o.workers < 1 || o.threads < 1 || o.sendCount < 1 || o.batch < 1 || o.bodySize < 2 {
 				return usagef("bench: --workers, --threads, --send-count, --batch must be at least 1 and --body-size at least 2")
@@ -134,6 +151,8 @@ file; a postgres:// database gets a fresh schema, dropped afterwards.`,
 	f.IntVar(&o.prefetch, "prefetch", 0, "inbox prefetch (default: as many as threads; -1: off)")
 	f.IntVar(&o.depth, "depth", 0, "with --drain: queue this many more messages behind, and time only the first --drain (does depth slow it down?)")
 	f.BoolVar(&o.checkpoint, "checkpoint", false, "with --drain: checkpoint the database after the preload (PostgreSQL CHECKPOINT, SQLite wal_checkpoint), so the timed part does not share the disk with writing the preload out")
+	f.DurationVar(&o.handlerDelay, "handler-delay", 0, "how long each handler takes (sleeps)")
+	f.Float64Var(&o.slowWorker, "slow-worker", 0, "the last worker's (or endpoint's) handler takes FACTOR times --handler-delay")
 	f.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process to FILE (go tool pprof)")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
@@ -162,6 +181,20 @@ func (a *app) printBench(r *BenchResult) error {
 	if r.Mode != "raw" {
 		fmt.Fprintf(tw, "latency p50 / p95 / p99 / max\t%.2f / %.2f / %.2f / %.2f ms\n", r.LatencyP50, r.LatencyP95, r.LatencyP99, r.LatencyMax)
 		fmt.Fprintf(tw, "round trips per message\t%.2f\n", r.RoundTrips)
+	}
+	if r.HandlerDelayMs > 0 {
+		fmt.Fprintf(tw, "handler delay\t%.2f ms\n", r.HandlerDelayMs)
+	}
+	if r.SlowWorker != "" {
+		fmt.Fprintf(tw, "slow worker\t%s (%.1fx)\n", r.SlowWorker, r.SlowFactor)
+	}
+	if len(r.Shares) > 0 {
+		names := slices.Sorted(maps.Keys(r.Shares))
+		parts := make([]string, len(names))
+		for i, n := range names {
+			parts[i] = fmt.Sprintf("%s %.3f", n, r.Shares[n])
+		}
+		fmt.Fprintf(tw, "shares\t%s\n", strings.Join(parts, ", "))
 	}
 	fmt.Fprintf(tw, "CPU\t%.2fs\n", r.CPUSeconds)
 	fmt.Fprintf(tw, "peak RSS\t%.1f MB\n", r.PeakRSSMB)
@@ -267,14 +300,31 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 		}
 	}
 	var once sync.Once
-	mux := bus.NewMux()
-	mux.HandleFunc("bench", func(ctx context.Context, m *bus.Message) error {
-		lat.add(time.Since(m.SentAt))
-		if handled.Add(1) == target {
-			once.Do(func() { close(allDone) })
+	// Each worker (or endpoint) handles with its own mux, to count its share.
+	names := make([]string, o.workers)
+	counts := make([]atomic.Int64, o.workers)
+	muxFor := func(i int) *bus.Mux {
+		delay := o.handlerDelay
+		if o.slowWorker > 0 && i == o.workers-1 {
+			delay = time.Duration(float64(delay) * o.slowWorker)
 		}
-		return nil
-	})
+		m := bus.NewMux()
+		m.HandleFunc("bench", func(ctx context.Context, m *bus.Message) error {
+			lat.add(time.Since(m.SentAt))
+			if delay > 0 {
+				time.Sleep(delay)
+			}
+			if i >= 0 {
+				counts[i].Add(1)
+			}
+			if handled.Add(1) == target {
+				once.Do(func() { close(allDone) })
+			}
+			return nil
+		})
+		return m
+	}
+	mux := muxFor(-1)
 	client, err := bus.New(ctx, conns, bus.Config{Name: "bench-client", Logger: log}, mux)
 	if err != nil {
 		return nil, err
@@ -314,8 +364,9 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	switch o.mode {
 	case "direct":
 		for i := range o.workers {
-			ep, err := bus.New(ctx, conns, bus.Config{Name: fmt.Sprintf("direct-%d", i), Logger: log,
-				Inbox: &bus.InboxConfig{WorkQueue: inbox.URI(), ErrorQueue: errq, Threads: o.threads, Prefetch: o.prefetch}}, mux)
+			names[i] = fmt.Sprintf("direct-%d", i)
+			ep, err := bus.New(ctx, conns, bus.Config{Name: names[i], Logger: log,
+				Inbox: &bus.InboxConfig{WorkQueue: inbox.URI(), ErrorQueue: errq, Threads: o.threads, Prefetch: o.prefetch}}, muxFor(i))
 			if err != nil {
 				return nil, err
 			}
@@ -326,6 +377,23 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 		}
 	case "distributed":
 		res.SendCount = o.sendCount
+		for i := range o.workers {
+			id := fmt.Sprintf("w%d", i)
+			names[i] = id
+			w, err := worker.New(ctx, conns, bus.Config{Name: id, Logger: log,
+				Inbox: &bus.InboxConfig{WorkQueue: "sql://default/bench-worker-" + id, ErrorQueue: errq, Threads: o.threads, Prefetch: o.prefetch}},
+				muxFor(i), worker.Config{ID: id, DistributorControlQueue: "sql://default/bench-control", AvailabilityInterval: 5 * time.Second})
+			if err != nil {
+				return nil, err
+			}
+			if err := w.Start(ctx); err != nil {
+				return nil, err
+			}
+			stops = append(stops, w.Stop)
+		}
+		// The distributor starts last, with every worker's announcements
+		// waiting in its control inbox: a drain then measures how it shares
+		// the inbox, not which worker happened to start first.
 		d, err := distributor.New(ctx, conns, distributor.Config{
 			Name: "bench", Inbox: bus.InboxConfig{WorkQueue: inbox.URI(), ErrorQueue: errq},
 			Distribute: true, DistributeSendCount: o.sendCount,
@@ -339,19 +407,6 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 			return nil, err
 		}
 		stops = append(stops, d.Stop)
-		for i := range o.workers {
-			id := fmt.Sprintf("w%d", i)
-			w, err := worker.New(ctx, conns, bus.Config{Name: id, Logger: log,
-				Inbox: &bus.InboxConfig{WorkQueue: "sql://default/bench-worker-" + id, ErrorQueue: errq, Threads: o.threads, Prefetch: o.prefetch}},
-				mux, worker.Config{ID: id, DistributorControlQueue: "sql://default/bench-control", AvailabilityInterval: 5 * time.Second})
-			if err != nil {
-				return nil, err
-			}
-			if err := w.Start(ctx); err != nil {
-				return nil, err
-			}
-			stops = append([]func(context.Context) error{w.Stop}, stops...)
-		}
 	}
 	if o.rate > 0 {
 		// Steady load: send a small batch every tick so the rate is smooth.
@@ -397,6 +452,16 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	res.LatencyMax = lat.percentile(1)
 	lat.mu.Unlock()
 	res.PeakRSSMB = peakRSSMB()
+	if o.handlerDelay > 0 {
+		res.HandlerDelayMs = float64(o.handlerDelay.Microseconds()) / 1000
+	}
+	if o.slowWorker > 0 {
+		res.SlowWorker, res.SlowFactor = names[o.workers-1], o.slowWorker
+	}
+	res.Shares = map[string]float64{}
+	for i, n := range names {
+		res.Shares[n] = math.Round(float64(counts[i].Load())/float64(target)*1000) / 1000
+	}
 	return res, nil
 }
 
