@@ -46,6 +46,9 @@ func TestRoundTripsPerMessage(t *testing.T) {
 					startWorker(t, conns, fmt.Sprintf("w%d", i), workerOpts{threads: 4, interval: 10 * time.Minute, work: work})
 				}
 				testkit.Eventually(t, 60*time.Second, "every job handled", func() bool { return handled.Load() == total })
+				// The counters move just after the messages do: a worker can
+				// handle a move's messages before the move's goroutine counts them.
+				testkit.Eventually(t, 10*time.Second, "every job counted as distributed", func() bool { return d.Stats().Distributed == total })
 				trips, writes := store.RoundTrips()-before, store.RowWrites()-writesBefore
 				s := d.Stats()
 				perMsg[sendCount] = float64(trips) / total

@@ -458,9 +458,19 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	if o.slowWorker > 0 {
 		res.SlowWorker, res.SlowFactor = names[o.workers-1], o.slowWorker
 	}
+	// Shares of what each handled by now: with --depth, and while the
+	// last of the run is acked, that can be more than target.
 	res.Shares = map[string]float64{}
+	got := make([]int64, len(names))
+	var sum int64
+	for i := range names {
+		got[i] = counts[i].Load()
+		sum += got[i]
+	}
 	for i, n := range names {
-		res.Shares[n] = math.Round(float64(counts[i].Load())/float64(target)*1000) / 1000
+		if sum > 0 {
+			res.Shares[n] = math.Round(float64(got[i])/float64(sum)*1000) / 1000
+		}
 	}
 	return res, nil
 }
