@@ -118,10 +118,24 @@ func TestStoppingDuringMoveLeavesNothingInWorkerQueue(t *testing.T) {
 		if s := d.Registry(); s.Available[wid] != 0 || s.Workers[wid] != "" {
 			t.Fatalf("stopped session came back: %+v", s)
 		}
-		// A new session of the same worker is welcome.
+		// A new session of the same worker is welcome. Its availability is
+		// renewed every second, as a worker renews an idle thread's: an
+		// availability is soft state.
 		next := bus.NewID()
-		d.onAvailable(ctx, control.ThreadAvailable{WorkerID: wid, Session: next, Inbox: wq, Thread: 0, SentAt: time.Now(), ValidFor: time.Hour})
-		testkit.Eventually(t, 10*time.Second, "work for the new session", func() bool { return testkit.Count(t, conns, wq).Total() > 0 })
+		var renewed time.Time
+		testkit.Eventually(t, 20*time.Second, "work for the new session", func() bool {
+			if testkit.Count(t, conns, wq).Total() > 0 {
+				return true
+			}
+			if time.Since(renewed) >= time.Second {
+				if !renewed.IsZero() { // what a failure report needs
+					t.Logf("still waiting: registry %+v, stats %+v, active %v, inbox %+v", d.Registry(), d.Stats(), d.Active(), testkit.Count(t, conns, itInbox))
+				}
+				renewed = time.Now()
+				d.onAvailable(ctx, control.ThreadAvailable{WorkerID: wid, Session: next, Inbox: wq, Thread: 0, SentAt: renewed, ValidFor: time.Hour})
+			}
+			return false
+		})
 	})
 }
 
