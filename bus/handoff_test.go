@@ -109,9 +109,11 @@ func TestHandoffReadsGivenWork(t *testing.T) {
 		if got := store.RowWrites() - writes; got != 10+2*2 {
 			t.Errorf("row writes while handling = %d, want %d (10 acks, 2 leases and 2 acks)", got, 10+2*2)
 		}
-		if s := ep.Stats(); s.Received != 12 || s.Handled != 12 {
-			t.Errorf("stats %+v, want 12 received and handled", s)
-		}
+		// The counters move just after the acks commit.
+		testkit.Eventually(t, 10*time.Second, "12 received and handled in the stats", func() bool {
+			s := ep.Stats()
+			return s.Received == 12 && s.Handled == 12
+		})
 	})
 }
 
