@@ -172,6 +172,7 @@ type Endpoint struct {
 	checks         []precheck  // run before each handler, in order
 	settler        settler     // acks what handlers handled
 	events         eventHub    // subscribers of Events
+	obs            observers   // AddObserver
 }
 
 type inflight struct {

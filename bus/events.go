@@ -54,7 +54,10 @@ type Event struct {
 	Failure string
 	// Err is the failure's text, as the failure record keeps it.
 	Err string
-	At  time.Time
+	// SentAt is when the message was sent (its ferry.sent-at header), zero
+	// when unknown: At minus SentAt is a handled message's critical time.
+	SentAt time.Time
+	At     time.Time
 }
 
 // DefaultEventBuffer is the buffer of an event subscription that asks for
@@ -109,11 +112,21 @@ func (e *Endpoint) DroppedEvents() int64 { return e.events.dropped.Load() }
 // emit sends an event about d to every subscriber that has room.
 func (e *Endpoint) emit(kind EventKind, d queue.Delivery, failure, text string) {
 	h := &e.events
-	if h.n.Load() == 0 {
+	obs := e.obs.load()
+	if h.n.Load() == 0 && len(obs) == 0 {
 		return
 	}
 	ev := Event{Kind: kind, MessageID: d.MessageID, Type: d.Type, Queue: e.inbox.URI(), Attempt: d.Attempts,
 		Failure: failure, Err: text, At: time.Now()}
+	if v, ok := d.Headers[HeaderSentAt]; ok {
+		ev.SentAt, _ = parseTime(v) // unknown stays zero
+	}
+	for _, o := range obs {
+		o.ObserveEvent(ev)
+	}
+	if h.n.Load() == 0 {
+		return
+	}
 	h.mu.RLock()
 	defer h.mu.RUnlock()
 	for ch := range h.subs {

@@ -169,10 +169,13 @@ func (e *Endpoint) process(d queue.Delivery) {
 	}
 	msg := &Message{Envelope: *j.env, ep: e}
 	if j.ent.tx {
-		e.handleTx(ctx, d, msg, j.ent.handler)
+		e.handleTx(ctx, j, msg)
 		return
 	}
-	if err, stack := call(ctx, j.ent.handler, msg); err != nil {
+	began := time.Now()
+	err, stack := call(ctx, j.ent.handler, msg)
+	e.observeHandler(j, time.Since(began), err)
+	if err != nil {
 		e.failHandler(ctx, d, j.env, err, stack)
 		return
 	}
@@ -185,7 +188,8 @@ func (e *Endpoint) process(d queue.Delivery) {
 
 // handleTx runs a transactional handler: its work, what it sends to queues
 // of the inbox's database, the idempotence record and the ack commit together.
-func (e *Endpoint) handleTx(ctx context.Context, d queue.Delivery, msg *Message, h Handler) {
+func (e *Endpoint) handleTx(ctx context.Context, j *job, msg *Message) {
+	d, h := j.d, j.ent.handler
 	store := e.inbox.Store()
 	tx, err := store.DB().BeginTx(ctx, nil)
 	if err != nil {
@@ -193,7 +197,10 @@ func (e *Endpoint) handleTx(ctx context.Context, d queue.Delivery, msg *Message,
 		return
 	}
 	msg.tx = tx
-	if err, stack := call(ctx, h, msg); err != nil {
+	began := time.Now()
+	err, stack := call(ctx, h, msg)
+	e.observeHandler(j, time.Since(began), err)
+	if err != nil {
 		tx.Rollback()
 		e.failHandler(ctx, d, &msg.Envelope, err, stack)
 		return
