@@ -13,10 +13,14 @@ const purgeChunk = 5000
 func (q *sqlQueue) Count(ctx context.Context) (Counts, error) {
 	now := micros(time.Now())
 	var c Counts
+	var oldest int64
 	q.store.ops.Add(1)
-	err := q.store.db.QueryRowxContext(ctx, q.store.q.count, now, now, now, q.name).Scan(&c.Ready, &c.Deferred, &c.InFlight)
+	err := q.store.db.QueryRowxContext(ctx, q.store.q.count, now, now, now, now, q.name).Scan(&c.Ready, &c.Deferred, &c.InFlight, &oldest)
 	if err != nil {
 		return Counts{}, q.errorf("count", err)
+	}
+	if oldest > 0 {
+		c.OldestReady = fromMicros(oldest)
 	}
 	return c, nil
 }

@@ -81,6 +81,10 @@ type Counts struct {
 	Deferred int64 `json:"deferred"`
 	// InFlight messages are leased by a receiver whose lease has not ended.
 	InFlight int64 `json:"inFlight"`
+	// OldestReady is when the oldest of the Ready messages entered the
+	// store, zero when none is ready: now minus it is how long the queue's
+	// head has waited (alerts and metrics report it as an age).
+	OldestReady time.Time `json:"oldestReady,omitzero"`
 }
 
 // Total is the number of messages in every state.

@@ -19,7 +19,12 @@ func testCount(t *testing.T, h *harness) {
 	q := mustQueue(t, s, "count")
 	other := mustQueue(t, s, "count-other")
 	expectCount(t, q, queue.Counts{})
+	if c, err := q.Count(ctx); err != nil || !c.OldestReady.IsZero() {
+		t.Fatalf("Count of an empty queue = %+v, %v: want no oldest ready message", c, err)
+	}
+	before := time.Now().Add(-time.Millisecond)
 	enqueue(t, q, msgs("ready", 3)...)
+	after := time.Now().Add(time.Millisecond)
 	deferred := msgs("deferred", 2)
 	for i := range deferred {
 		deferred[i].VisibleAt = time.Now().Add(time.Hour)
@@ -27,6 +32,10 @@ func testCount(t *testing.T, h *harness) {
 	enqueue(t, q, deferred...)
 	enqueue(t, other, msgs("other", 4)...)
 	expectCount(t, q, queue.Counts{Ready: 3, Deferred: 2})
+	// The head's age: the oldest ready message, not the deferred ones.
+	if c, err := q.Count(ctx); err != nil || c.OldestReady.Before(before) || c.OldestReady.After(after) {
+		t.Fatalf("Count = %+v, %v: want the oldest ready message enqueued between %v and %v", c, err, before, after)
+	}
 
 	d := receiveOne(t, q, time.Hour)
 	c := count(t, q)

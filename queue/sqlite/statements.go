@@ -123,7 +123,8 @@ func (d *Dialect) BrowseSQL() (count, peek, maxID, purge, queues, find string) {
 	return `SELECT
  COALESCE(SUM(CASE WHEN visible_at <= ? THEN 1 ELSE 0 END), 0),
  COALESCE(SUM(CASE WHEN visible_at > ? AND lease_token = 0 THEN 1 ELSE 0 END), 0),
- COALESCE(SUM(CASE WHEN visible_at > ? AND lease_token <> 0 THEN 1 ELSE 0 END), 0)
+ COALESCE(SUM(CASE WHEN visible_at > ? AND lease_token <> 0 THEN 1 ELSE 0 END), 0),
+ COALESCE(MIN(CASE WHEN visible_at <= ? THEN enqueued_at END), 0)
 FROM ferry_messages WHERE queue = ?`,
 		`SELECT ` + deliveryColumns + ` FROM ferry_messages WHERE queue = ? AND id > ? ORDER BY id LIMIT ?`,
 		`SELECT COALESCE(MAX(id), 0) FROM ferry_messages WHERE queue = ?`,
