@@ -17,6 +17,8 @@ import (
 	"github.com/ferrybus/ferry/metrics"
 	"github.com/ferrybus/ferry/queue"
 	"github.com/ferrybus/ferry/worker"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -403,4 +405,51 @@ func TestDistributorMetrics(t *testing.T) {
 			t.Errorf("ferry_distributor_reclaimed_total = %v, want 0", got)
 		}
 	})
+}
+
+// TestNewRegisterer: a *prometheus.Registry given to New is the one
+// served; another Registerer gets the metrics too, beside a registry of
+// their own that Handler serves.
+func TestNewRegisterer(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	if m := metrics.New(reg); m.Registry() != reg {
+		t.Errorf("Registry() is not the registry given to New")
+	}
+	conns := queue.NewConnections(map[string]string{"default": testdb.SQLite(t)}, queue.Options{AutoMigrate: true, Logger: quiet})
+	t.Cleanup(func() { conns.Close() })
+	store, err := conns.Store(context.Background(), "default")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer := prometheus.NewRegistry()
+	m := metrics.New(prometheus.WrapRegistererWith(prometheus.Labels{"process": "p1"}, outer))
+	if m.Registry() == outer {
+		t.Fatalf("Registry() is the wrapped registry, want one of its own")
+	}
+	m.AddStore(store)
+	m.AddStore(store) // twice: counted once
+	fams, err := outer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms := series(toMap(fams), "ferry_store_round_trips_total", map[string]string{"process": "p1", "connection": "default"}); len(ms) != 1 {
+		t.Errorf("the outer registry has %d round-trip series of the store with its label, want 1", len(ms))
+	}
+	if n := testutil.CollectAndCount(m.Registry(), "ferry_store_errors_total"); n != 1 {
+		t.Errorf("the own registry has %d store error series, want 1", n)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Errorf("a second New on the same registry did not panic")
+		}
+	}()
+	metrics.New(reg)
+}
+
+func toMap(fams []*dto.MetricFamily) map[string]*dto.MetricFamily {
+	out := map[string]*dto.MetricFamily{}
+	for _, f := range fams {
+		out[f.GetName()] = f
+	}
+	return out
 }
