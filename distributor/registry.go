@@ -16,6 +16,8 @@ type availability struct {
 	inbox   string
 	thread  int
 	expires time.Time
+	// since is when it began waiting (renewals keep it).
+	since time.Time
 	// used counts the messages moves took for it so far: only a move
 	// capped by the quantum leaves it waiting with a part used.
 	used int
@@ -181,7 +183,7 @@ func (r *registry) available(m control.ThreadAvailable, now time.Time) {
 		a.expires, a.session, a.inbox, a.handoff, a.lease = expires, m.Session, m.Inbox, m.Handoff, m.Lease
 		return
 	}
-	a := &availability{worker: m.WorkerID, session: m.Session, inbox: m.Inbox, thread: m.Thread, expires: expires, handoff: m.Handoff, lease: m.Lease}
+	a := &availability{worker: m.WorkerID, session: m.Session, inbox: m.Inbox, thread: m.Thread, expires: expires, since: now, handoff: m.Handoff, lease: m.Lease}
 	r.index[key] = a
 	r.avail = append(r.avail, a)
 	r.enqueueLocked(m.WorkerID)
@@ -498,21 +500,31 @@ type Snapshot struct {
 	Available map[string]int
 	// Threads lists the available thread numbers per worker id.
 	Threads map[string][]int
+	// Waiting is, per worker id with live availabilities, when the oldest
+	// of them began waiting.
+	Waiting map[string]time.Time
+	// LastSeen is, per worker id, when its last control message arrived.
+	LastSeen map[string]time.Time
 }
 
 func (r *registry) snapshot(now time.Time) Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := Snapshot{Workers: map[string]string{}, Available: map[string]int{}, Threads: map[string][]int{}}
+	s := Snapshot{Workers: map[string]string{}, Available: map[string]int{}, Threads: map[string][]int{},
+		Waiting: map[string]time.Time{}, LastSeen: map[string]time.Time{}}
 	for id, w := range r.workers {
 		if !w.stopping {
 			s.Workers[id] = w.session
+			s.LastSeen[id] = w.lastSeen
 		}
 	}
 	for _, a := range r.avail {
 		if a.expires.After(now) {
 			s.Available[a.worker]++
 			s.Threads[a.worker] = append(s.Threads[a.worker], a.thread)
+			if w, ok := s.Waiting[a.worker]; !ok || a.since.Before(w) {
+				s.Waiting[a.worker] = a.since
+			}
 		}
 	}
 	return s

@@ -16,6 +16,7 @@ func (q *sqlQueue) Count(ctx context.Context) (Counts, error) {
 	var oldest int64
 	q.store.ops.Add(1)
 	err := q.store.db.QueryRowxContext(ctx, q.store.q.count, now, now, now, now, q.name).Scan(&c.Ready, &c.Deferred, &c.InFlight, &oldest)
+	q.store.failed(ctx, err)
 	if err != nil {
 		return Counts{}, q.errorf("count", err)
 	}
@@ -33,6 +34,7 @@ func (q *sqlQueue) Peek(ctx context.Context, afterID int64, limit int) ([]Delive
 	}
 	q.store.ops.Add(1)
 	rows, err := q.store.db.QueryxContext(ctx, q.store.q.peek, q.name, afterID, limit)
+	q.store.failed(ctx, err)
 	if err != nil {
 		return nil, q.errorf("peek", err)
 	}

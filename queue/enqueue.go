@@ -107,6 +107,7 @@ func (q *sqlQueue) enqueue(ctx context.Context, ex Execer, msgs []Message) (bool
 		}
 		q.store.ops.Add(1)
 		if _, err := ex.ExecContext(ctx, q.store.d.Insert(len(chunk), notify), args...); err != nil {
+			q.store.failed(ctx, err)
 			return false, q.errorf("enqueue", err)
 		}
 		q.store.wrote(int64(len(chunk)))

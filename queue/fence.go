@@ -66,6 +66,7 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 		q.store.ops.Add(1)
 		// Prepared, like the unfenced move: the server plans it once per connection.
 		err := q.store.consumeQueryRow(ctx, query, append(args, q.store.channel, same.name)...).Scan(&n)
+		q.store.failed(ctx, err)
 		if q.store.d.IsMalformedJSON(err) {
 			n, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence)
 		} else if err == nil {
@@ -115,7 +116,9 @@ func (q *sqlQueue) moveFencedRows(ctx context.Context, dst *sqlQueue, limit int,
 	defer tx.Rollback()
 	s.ops.Add(1)
 	var held int
-	switch err := tx.GetContext(ctx, &held, s.q.fenceCheck, fence.name, fence.token); {
+	err = tx.GetContext(ctx, &held, s.q.fenceCheck, fence.name, fence.token)
+	s.failed(ctx, err)
+	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return 0, nil // the lock changed hands: move nothing
 	case err != nil:
@@ -127,6 +130,7 @@ func (q *sqlQueue) moveFencedRows(ctx context.Context, dst *sqlQueue, limit int,
 	}
 	s.ops.Add(1)
 	if err := tx.SelectContext(ctx, &rows, s.q.fencePick, q.name, micros(time.Now()), limit); err != nil {
+		s.failed(ctx, err)
 		return 0, fmt.Errorf("pick rows: %w", err)
 	}
 	for _, r := range rows {
@@ -141,6 +145,7 @@ func (q *sqlQueue) moveFencedRows(ctx context.Context, dst *sqlQueue, limit int,
 		}
 		s.ops.Add(1)
 		if _, err := tx.ExecContext(ctx, s.q.fenceMoveRow, dst.name, headers, r.ID); err != nil {
+			s.failed(ctx, err)
 			return 0, fmt.Errorf("move row %d: %w", r.ID, err)
 		}
 		s.wrote(1)

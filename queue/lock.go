@@ -40,6 +40,7 @@ func (s *sqlStore) AcquireLock(ctx context.Context, name, owner string, ttl time
 	unlock := s.lockWrites()
 	err = s.db.QueryRowxContext(ctx, query, args...).Scan(&tok)
 	unlock()
+	s.failed(ctx, err)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, nil
 	}

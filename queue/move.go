@@ -63,6 +63,7 @@ func (q *sqlQueue) MoveReady(ctx context.Context, dst Queue, limit int, setHeade
 			q.store.ops.Add(1)
 			err := q.store.consumeQueryRow(ctx, q.store.q.moveReady, same.name, patch, q.name, micros(time.Now()), limit,
 				q.store.channel, same.name).Scan(&n)
+			q.store.failed(ctx, err)
 			if err != nil {
 				return 0, q.errorf("move to "+dst.URI(), err)
 			}

@@ -253,6 +253,9 @@ type Store interface {
 	// RoundTrips returns how many statements the store has sent for queue
 	// operations since it opened.
 	RoundTrips() int64
+	// Errors returns how many of the statements RoundTrips counts failed
+	// (no row found is not a failure, nor a statement its caller cancelled).
+	Errors() int64
 	// RowWrites returns how many rows the store's INSERT, UPDATE and
 	// DELETE statements for queue operations have written since it opened.
 	RowWrites() int64

@@ -23,6 +23,7 @@ func (q *sqlQueue) Receive(ctx context.Context, max int, lease time.Duration) ([
 	unlock := q.store.lockWrites()
 	q.store.ops.Add(1)
 	rows, err := q.store.consumeQuery(ctx, q.store.q.receive, micros(now.Add(lease)), token, q.name, micros(now), max)
+	q.store.failed(ctx, err)
 	if err != nil {
 		unlock()
 		return nil, q.errorf("receive", err)
@@ -47,6 +48,7 @@ func (q *sqlQueue) Take(ctx context.Context, max int) ([]Delivery, error) {
 	unlock := q.store.lockWrites()
 	q.store.ops.Add(1)
 	rows, err := q.store.consumeQuery(ctx, q.store.q.take, q.name, micros(time.Now()), max)
+	q.store.failed(ctx, err)
 	if err != nil {
 		unlock()
 		return nil, q.errorf("take", err)
@@ -87,6 +89,7 @@ func (q *sqlQueue) ReceiveGiven(ctx context.Context, token int64, max int, skip 
 	}
 	q.store.ops.Add(1)
 	rows, err := q.store.consumeQuery(ctx, q.store.q.receiveGiven, q.name, token, micros(time.Now()), q.store.d.IDList(skip), max)
+	q.store.failed(ctx, err)
 	if err != nil {
 		return nil, q.errorf("receive given", err)
 	}
@@ -135,6 +138,7 @@ func (q *sqlQueue) MarkStarted(ctx context.Context, d Delivery) (int, error) {
 	q.store.ops.Add(1)
 	var n int
 	err := q.store.consume.QueryRowxContext(ctx, q.store.q.markStarted, d.ID, d.LeaseToken).Scan(&n)
+	q.store.failed(ctx, err)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, q.errorf("mark started "+d.MessageID, ErrLeaseLost)
 	}

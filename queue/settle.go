@@ -40,6 +40,7 @@ func (q *sqlQueue) Ack(ctx context.Context, ds ...Delivery) error {
 		defer q.store.lockWrites()()
 		q.store.ops.Add(1)
 		res, err := q.store.consume.ExecContext(ctx, q.store.q.ack, q.store.d.IDList(ids), q.store.d.IDList(toks))
+		q.store.failed(ctx, err)
 		if err != nil {
 			return q.errorf("ack", err)
 		}
@@ -55,6 +56,7 @@ func (q *sqlQueue) Ack(ctx context.Context, ds ...Delivery) error {
 			}
 			q.store.ops.Add(1)
 			res, err := q.store.consume.ExecContext(ctx, q.store.d.Ack(len(chunk)), args...)
+			q.store.failed(ctx, err)
 			if err != nil {
 				return q.errorf("ack", err)
 			}
@@ -80,6 +82,7 @@ func (q *sqlQueue) AckTx(ctx context.Context, tx Execer, d Delivery) error {
 	}
 	q.store.ops.Add(1)
 	res, err := tx.ExecContext(ctx, q.store.q.ackOne, d.ID, d.LeaseToken)
+	q.store.failed(ctx, err)
 	if err != nil {
 		return q.errorf("ack "+d.MessageID, err)
 	}
@@ -110,6 +113,7 @@ func (q *sqlQueue) AckMany(ctx context.Context, ds []Delivery) (map[int64]bool, 
 	defer q.store.lockWrites()()
 	q.store.ops.Add(1)
 	rows, err := q.store.consumeQuery(ctx, q.store.q.ackMany, args...)
+	q.store.failed(ctx, err)
 	if err != nil {
 		return acked, q.errorf("ack", err)
 	}

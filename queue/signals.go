@@ -12,6 +12,7 @@ func (s *sqlStore) notify(ctx context.Context, queue string) {
 	if s.channel != "" {
 		s.ops.Add(1)
 		if _, err := s.db.ExecContext(ctx, s.q.notify, s.channel, queue); err != nil {
+			s.failed(ctx, err)
 			s.log.Warn("queue: notify failed; receivers will poll", "queue", queue, "err", err)
 		}
 	}

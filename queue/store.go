@@ -75,6 +75,8 @@ type sqlStore struct {
 	ops atomic.Int64
 	// writes counts the rows those statements inserted, updated or deleted.
 	writes atomic.Int64
+	// errs counts the statements among ops that failed.
+	errs atomic.Int64
 
 	signals  *signals
 	channel  string // the dialect's wake-up channel; "" when it has none
@@ -150,6 +152,20 @@ func setPool(db *sqlx.DB, n int) {
 // operations (enqueue, receive, ack, release, move, count, peek, notify…)
 // since it opened: a measure of what each message costs.
 func (s *sqlStore) RoundTrips() int64 { return s.ops.Load() }
+
+// Errors returns how many of the statements RoundTrips counts failed
+// (no row found is not a failure, nor a statement its caller cancelled):
+// with RoundTrips, an error rate for metrics and alerts.
+func (s *sqlStore) Errors() int64 { return s.errs.Load() }
+
+// failed counts err, the outcome of a statement RoundTrips counted, when it
+// is a failure.
+func (s *sqlStore) failed(ctx context.Context, err error) {
+	if err == nil || errors.Is(err, sql.ErrNoRows) || errors.Is(ctx.Err(), context.Canceled) {
+		return
+	}
+	s.errs.Add(1)
+}
 
 // RowWrites returns how many rows the store's writes for queue operations
 // (enqueue, receive, ack, release, move, records…) have inserted, updated
@@ -246,6 +262,7 @@ func (s *sqlStore) execConsume(ctx context.Context, query string, args ...any) (
 	defer s.lockWrites()()
 	s.ops.Add(1)
 	res, err := s.consume.ExecContext(ctx, query, args...)
+	s.failed(ctx, err)
 	if err == nil {
 		s.wroteResult(res)
 	}
@@ -257,6 +274,7 @@ func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (sql.Res
 	defer s.lockWrites()()
 	s.ops.Add(1)
 	res, err := s.db.ExecContext(ctx, query, args...)
+	s.failed(ctx, err)
 	if err == nil {
 		s.wroteResult(res)
 	}

@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -24,6 +26,7 @@ import (
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/distributor"
+	"github.com/ferrybus/ferry/metrics"
 	"github.com/ferrybus/ferry/queue"
 	"github.com/ferrybus/ferry/worker"
 	"github.com/jmoiron/sqlx"
@@ -51,6 +54,9 @@ type benchOptions struct {
 	// it for the last worker (or endpoint), to measure shares by speed.
 	handlerDelay time.Duration
 	slowWorker   float64
+	// metrics registers what runs with a metrics.Metrics and scrapes it
+	// once at the end, to measure what metrics cost.
+	metrics bool
 }
 
 // BenchResult is what `ferry bench --json` prints.
@@ -79,6 +85,8 @@ type BenchResult struct {
 	// Shares maps each worker (or direct endpoint) to its fraction of the
 	// handled messages.
 	Shares map[string]float64 `json:"shares,omitempty"`
+	// MetricsBytes is the size of the scrape at the end (--metrics).
+	MetricsBytes int `json:"metricsBytes,omitempty"`
 }
 
 func (a *app) benchCmd() *cobra.Command {
@@ -153,6 +161,7 @@ file; a postgres:// database gets a fresh schema, dropped afterwards.`,
 	f.BoolVar(&o.checkpoint, "checkpoint", false, "with --drain: checkpoint the database after the preload (PostgreSQL CHECKPOINT, SQLite wal_checkpoint), so the timed part does not share the disk with writing the preload out")
 	f.DurationVar(&o.handlerDelay, "handler-delay", 0, "how long each handler takes (sleeps)")
 	f.Float64Var(&o.slowWorker, "slow-worker", 0, "the last worker's (or endpoint's) handler takes FACTOR times --handler-delay")
+	f.BoolVar(&o.metrics, "metrics", false, "collect Prometheus metrics of the endpoints, distributor, workers and store, and scrape them once at the end (compare a run without it: what metrics cost)")
 	f.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process to FILE (go tool pprof)")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
@@ -195,6 +204,9 @@ func (a *app) printBench(r *BenchResult) error {
 			parts[i] = fmt.Sprintf("%s %.3f", n, r.Shares[n])
 		}
 		fmt.Fprintf(tw, "shares\t%s\n", strings.Join(parts, ", "))
+	}
+	if r.MetricsBytes > 0 {
+		fmt.Fprintf(tw, "metrics scrape\t%d bytes\n", r.MetricsBytes)
 	}
 	fmt.Fprintf(tw, "CPU\t%.2fs\n", r.CPUSeconds)
 	fmt.Fprintf(tw, "peak RSS\t%.1f MB\n", r.PeakRSSMB)
@@ -357,6 +369,14 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 			s(sctx)
 		}
 	}()
+	var mets *metrics.Metrics
+	if o.metrics {
+		mets = metrics.New(nil)
+		mets.AddStore(store)
+		sctx, stopSampling := context.WithCancel(ctx)
+		defer stopSampling()
+		mets.SampleQueues(sctx, time.Second, inbox)
+	}
 	startRT := store.RoundTrips()
 	cpu0 := cpuSeconds()
 	start := time.Now()
@@ -369,6 +389,9 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 				Inbox: &bus.InboxConfig{WorkQueue: inbox.URI(), ErrorQueue: errq, Threads: o.threads, Prefetch: o.prefetch}}, muxFor(i))
 			if err != nil {
 				return nil, err
+			}
+			if mets != nil {
+				mets.AddEndpoint(ep)
 			}
 			if err := ep.Start(ctx); err != nil {
 				return nil, err
@@ -386,6 +409,9 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 			if err != nil {
 				return nil, err
 			}
+			if mets != nil {
+				mets.AddWorker(w)
+			}
 			if err := w.Start(ctx); err != nil {
 				return nil, err
 			}
@@ -402,6 +428,9 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 		}, nil)
 		if err != nil {
 			return nil, err
+		}
+		if mets != nil {
+			mets.AddDistributor(d)
 		}
 		if err := d.Start(ctx); err != nil {
 			return nil, err
@@ -444,6 +473,14 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	res.Depth = o.depth
 	res.Seconds = elapsed.Seconds()
 	res.PerSecond = float64(target) / elapsed.Seconds()
+	if mets != nil {
+		// The scrape counts in the run's CPU, as a Prometheus scrape would.
+		n, err := scrapeOnce(mets)
+		if err != nil {
+			return nil, fmt.Errorf("bench: --metrics: %w", err)
+		}
+		res.MetricsBytes = n
+	}
 	res.CPUSeconds = cpuSeconds() - cpu0
 	res.RoundTrips = float64(store.RoundTrips()-startRT) / float64(target)
 	lat.mu.Lock()
@@ -473,6 +510,16 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// scrapeOnce serves one scrape of m in memory and returns its size.
+func scrapeOnce(m *metrics.Metrics) (int, error) {
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if rec.Code != http.StatusOK {
+		return 0, fmt.Errorf("scrape: status %d: %s", rec.Code, rec.Body.String())
+	}
+	return rec.Body.Len(), nil
 }
 
 // benchCheckpoint writes the preload out to disk when --checkpoint is set.

@@ -22,6 +22,7 @@ func TestBench(t *testing.T) {
 			{"--mode", "distributed", "--drain", "300", "--workers", "2", "--threads", "2", "--send-count", "4"},
 			{"--mode", "distributed", "--rate", "200", "--duration", "1s", "--workers", "1", "--threads", "2"},
 			{"--mode", "distributed", "--drain", "300", "--workers", "2", "--threads", "2", "--handler-delay", "1ms", "--slow-worker", "2"},
+			{"--mode", "distributed", "--drain", "300", "--workers", "2", "--threads", "2", "--metrics"},
 		} {
 			t.Run(dialect+" "+strings.Join(mode, " "), func(t *testing.T) {
 				t.Parallel()
@@ -45,6 +46,7 @@ func TestBench(t *testing.T) {
 					Depth      int                `json:"depth"`
 					Shares     map[string]float64 `json:"shares"`
 					SlowWorker string             `json:"slowWorker"`
+					Metrics    int                `json:"metricsBytes"`
 				}
 				if err := json.Unmarshal([]byte(out), &r); err != nil {
 					t.Fatalf("output is not JSON: %v\n%s", err, out)
@@ -72,6 +74,9 @@ func TestBench(t *testing.T) {
 				}
 				if strings.Contains(strings.Join(mode, " "), "--slow-worker") && r.SlowWorker != "w1" {
 					t.Errorf("slow worker %q, want w1 (the last)", r.SlowWorker)
+				}
+				if withMetrics := slices.Contains(mode, "--metrics"); withMetrics != (r.Metrics > 0) {
+					t.Errorf("metrics scrape of %d bytes, want one exactly with --metrics", r.Metrics)
 				}
 				if strings.Contains(strings.Join(mode, " "), "--depth") && r.Depth != 200 {
 					t.Errorf("depth %d, want 200", r.Depth)

@@ -1,6 +1,7 @@
 package queuetest
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -94,6 +95,41 @@ func testRoundTrips(t *testing.T, h *harness) {
 	step("Move", func() error { return dst.Move(ctx, d, q, nil) })
 	if got := other.RoundTrips(); got != otherBefore {
 		t.Errorf("RoundTrips of another handle moved from %d to %d", otherBefore, got)
+	}
+}
+
+// testErrors: the store counts the statements that fail, and neither
+// successful ones nor those their caller cancelled.
+func testErrors(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	q := mustQueue(t, s, "errs")
+	before := s.Errors()
+	enqueue(t, q, msg("errs", 0))
+	if err := q.Ack(ctx, receiveOne(t, q, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.Count(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Errors(); got != before {
+		t.Fatalf("Errors after successful statements = %d, want %d", got, before)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := q.Count(cancelled); err == nil {
+		t.Fatal("Count with a cancelled context succeeded")
+	}
+	if got := s.Errors(); got != before {
+		t.Fatalf("Errors after a cancelled statement = %d, want %d", got, before)
+	}
+	late, stop := context.WithDeadline(ctx, time.Now().Add(-time.Second))
+	defer stop()
+	if _, err := q.Count(late); err == nil {
+		t.Fatal("Count past its deadline succeeded")
+	}
+	if got := s.Errors(); got != before+1 {
+		t.Fatalf("Errors after a statement past its deadline = %d, want %d", got, before+1)
 	}
 }
 

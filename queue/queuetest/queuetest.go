@@ -228,6 +228,7 @@ var tests = []contractTest{
 	{name: "Migrated", fn: testMigrated},
 	{name: "Unmigrated", fn: testUnmigrated},
 	{name: "RoundTrips", fn: testRoundTrips},
+	{name: "Errors", fn: testErrors},
 	{name: "RowWrites", fn: testRowWrites},
 }
 
