@@ -418,7 +418,8 @@ func (e *Endpoint) stop(ctx context.Context) error {
 	e.stopping.Store(true)
 	e.recvStop()
 	e.loops.Wait() // the receive loop has handed every received message to a thread
-	e.closeThreads() // reconfigure.go
+	// Each thread finishes what it was given and returns (reconfigure.go).
+	e.closeThreads()
 	done := make(chan struct{})
 	go func() { e.workers.Wait(); close(done) }()
 	var err error
