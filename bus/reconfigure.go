@@ -122,6 +122,11 @@ func (e *Endpoint) setThreadsLocked(n int) (old int, running bool) {
 		return old, false
 	}
 	e.live.want = n
+	if n != old && e.hooks.Resized != nil {
+		// Before the new threads can be reported idle: a role that drops
+		// threads over its count must know the new count first.
+		e.hooks.Resized(n)
+	}
 	for i := range n {
 		if i >= len(e.threads) || e.threads[i] == nil {
 			e.addThreadLocked(i)
@@ -133,15 +138,12 @@ func (e *Endpoint) setThreadsLocked(n int) (old int, running bool) {
 	return old, true
 }
 
-// threadsChanged logs a new thread count and tells the role.
+// threadsChanged logs a new thread count.
 func (e *Endpoint) threadsChanged(old, n int, running bool) {
 	if old == n {
 		return
 	}
-	e.log.Info("inbox threads changed", "from", old, "to", n)
-	if running && e.hooks.Resized != nil {
-		e.hooks.Resized(n)
-	}
+	e.log.Info("inbox threads changed", "from", old, "to", n, "running", running)
 }
 
 // SetPrefetch changes how many received messages may wait in memory for a
@@ -206,22 +208,9 @@ func (e *Endpoint) setRecovery(change func(*InboxConfig)) error {
 // lease or idempotent cannot change live: the rest is applied and a
 // *RestartError names them.
 func (e *Endpoint) Reconfigure(in InboxConfig) error {
-	if e.inbox == nil {
-		return fmt.Errorf("bus: endpoint %q: inbox: the endpoint has no inbox", e.cfg.Name)
-	}
-	threads := in.Threads
-	if threads == 0 {
-		threads = 4 // as New: the default
-	}
-	if in.Threads < 0 {
-		return fmt.Errorf("bus: endpoint %q: inbox.threads: %d is negative", e.cfg.Name, in.Threads)
-	}
-	if in.Prefetch < -1 {
-		return fmt.Errorf("bus: endpoint %q: inbox.prefetch: %d: want -1 (off), 0 (as many as threads) or more", e.cfg.Name, in.Prefetch)
-	}
-	rec, err := newRecovery(&in)
+	rec, threads, err := e.checkInbox(in)
 	if err != nil {
-		return fmt.Errorf("bus: endpoint %q: %w", e.cfg.Name, err)
+		return err
 	}
 	e.live.mu.Lock()
 	if err := e.checkThreadsLocked(threads); err != nil {
@@ -255,6 +244,42 @@ func (e *Endpoint) Reconfigure(in InboxConfig) error {
 		return &RestartError{Endpoint: e.cfg.Name, Keys: restart}
 	}
 	return nil
+}
+
+// CheckInbox validates new inbox settings as Reconfigure does, changing
+// nothing: so that a role can check several endpoints' settings before it
+// changes any. Settings that need a restart are no error here.
+func (e *Endpoint) CheckInbox(in InboxConfig) error {
+	_, threads, err := e.checkInbox(in)
+	if err != nil {
+		return err
+	}
+	e.live.mu.Lock()
+	defer e.live.mu.Unlock()
+	return e.checkThreadsLocked(threads)
+}
+
+// checkInbox validates new inbox settings and compiles their recovery
+// settings; it returns them and the thread count they mean.
+func (e *Endpoint) checkInbox(in InboxConfig) (*recovery, int, error) {
+	if e.inbox == nil {
+		return nil, 0, fmt.Errorf("bus: endpoint %q: inbox: the endpoint has no inbox", e.cfg.Name)
+	}
+	threads := in.Threads
+	if threads == 0 {
+		threads = 4 // as New: the default
+	}
+	if in.Threads < 0 {
+		return nil, 0, fmt.Errorf("bus: endpoint %q: inbox.threads: %d is negative", e.cfg.Name, in.Threads)
+	}
+	if in.Prefetch < -1 {
+		return nil, 0, fmt.Errorf("bus: endpoint %q: inbox.prefetch: %d: want -1 (off), 0 (as many as threads) or more", e.cfg.Name, in.Prefetch)
+	}
+	rec, err := newRecovery(&in)
+	if err != nil {
+		return nil, 0, fmt.Errorf("bus: endpoint %q: %w", e.cfg.Name, err)
+	}
+	return rec, threads, nil
 }
 
 // IsRestartError reports whether err is, or wraps, a *RestartError.
