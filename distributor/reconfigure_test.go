@@ -99,3 +99,25 @@ func TestSetDistributeSendCountSizesTheNextMove(t *testing.T) {
 		testkit.Eventually(t, 30*time.Second, "40 handled", func() bool { return handled.Load() == 40 })
 	})
 }
+
+func TestSetAvailabilityIntervalRenewsAtTheNewPace(t *testing.T) {
+	forEachStore(t, func(t *testing.T, conns *queue.Connections) {
+		d := newDistributor(t, conns, distributor.Config{Distribute: true}, nil)
+		w := startWorker(t, conns, "w1", workerOpts{threads: 2, interval: time.Minute, work: func(context.Context, string, Job) error { return nil }})
+		testkit.Eventually(t, 20*time.Second, "2 idle threads registered", func() bool { return d.Registry().Available["w1"] == 2 })
+		if err := w.SetAvailabilityInterval(0); err == nil {
+			t.Fatal("SetAvailabilityInterval(0) accepted")
+		}
+		before := d.Stats().Announcements
+		if err := w.SetAvailabilityInterval(50 * time.Millisecond); err != nil {
+			t.Fatal(err)
+		}
+		// At a minute each, 20 more renewals would take ten minutes.
+		testkit.Eventually(t, 20*time.Second, "20 renewals at the new pace", func() bool {
+			return d.Stats().Announcements >= before+20
+		})
+		if got := w.AvailabilityInterval(); got != 50*time.Millisecond {
+			t.Errorf("AvailabilityInterval() = %s", got)
+		}
+	})
+}
