@@ -39,9 +39,8 @@ type precheck func(ctx context.Context, j *job) bool
 // before its handler: it decodes, has not expired, is not over the size
 // limit, is not poison, was not handled already, and has a handler.
 func (e *Endpoint) prechecks() []precheck {
-	checks := []precheck{e.checkDecode, e.checkExpired}
-	checks = append(checks, e.checkOversize) // maxBodyBytes may be set live
-
+	// checkOversize always: maxBodyBytes may be set live (reconfigure.go).
+	checks := []precheck{e.checkDecode, e.checkExpired, e.checkOversize}
 	if !e.take { // a taken message is never delivered twice
 		checks = append(checks, e.checkPoison)
 	}
