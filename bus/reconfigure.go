@@ -62,6 +62,7 @@ type RestartError struct {
 	Keys []string
 }
 
+// Error names the endpoint and the keys.
 func (e *RestartError) Error() string {
 	return fmt.Sprintf("bus: endpoint %q: %s: changed, but only a restart applies it (the other settings were applied)",
 		e.Endpoint, strings.Join(e.Keys, ", "))
