@@ -71,6 +71,9 @@ func testReload(t *testing.T, dialect string) {
 	tg := newTarget(2 * time.Millisecond) // handlers take a moment: changes land while messages are in flight
 	srv := httptest.NewServer(tg)
 	t.Cleanup(srv.Close)
+	tg2 := newTarget(0) // where w2's handler posts once its URL is changed
+	srv2 := httptest.NewServer(tg2)
+	t.Cleanup(srv2.Close)
 	dsn := "sqlite://" + filepath.Join(dir, "ferry.db")
 	if dialect == "postgres" {
 		dsn = testdb.Postgres(t)
@@ -116,10 +119,12 @@ func testReload(t *testing.T, dialect string) {
 		t.Helper()
 		waitFor(t, 60*time.Second, procs, func() bool {
 			got, _ := tg.snapshot()
-			return got >= n
+			got2, _ := tg2.snapshot()
+			return got+got2 >= n
 		}, func() string {
 			got, by := tg.snapshot()
-			return fmt.Sprintf("%d messages at the target: %d so far, by worker %v", n, got, by)
+			got2, by2 := tg2.snapshot()
+			return fmt.Sprintf("%d messages at the targets: %d+%d so far, by worker %v and %v", n, got, got2, by, by2)
 		})
 	}
 	logged := func(p *proc, msg string, attrs map[string]any) {
@@ -158,28 +163,43 @@ func testReload(t *testing.T, dialect string) {
 	bad := conf(true, -3, 5)
 	writeAtomically(t, watchCfg, bad)
 	logged(w2, "configuration refused; old settings kept", map[string]any{"key": "endpoints.worker.inbox.threads"})
-	// A queue change needs a restart; the rest applies.
+	// A queue change needs a restart; the rest applies: threads, and the
+	// handler's URL (w2 now posts to the second target).
 	moved := conf(true, 5, 5)
 	at(moved, "endpoints.worker.inbox")["errorQueue"] = "sql://default/error2"
+	at(moved, "endpoints.worker")["handlers"] = []any{map[string]any{"type": "*", "http": map[string]any{"urls": []any{srv2.URL + "/handle"}, "timeout": "3s"}}}
 	writeAtomically(t, watchCfg, moved)
 	logged(w2, "changed setting needs a restart; kept as it runs", map[string]any{"key": "endpoints.worker.inbox.errorQueue"})
 	logged(w2, "inbox threads changed", map[string]any{"from": 3, "to": 5})
+	logged(w2, "configuration reloaded", map[string]any{"trigger": "file changed", "needRestart": 1})
 	send(400)
 	delivered(1600)
+	waitFor(t, 30*time.Second, procs, func() bool { n, _ := tg2.snapshot(); return n > 0 },
+		func() string { return "w2 to post to its new URL" })
 
-	// Every message reached the target exactly once.
-	tg.mu.Lock()
-	for id, n := range tg.seen {
+	// Every message reached a target exactly once; only w2 posts to the second.
+	seen := map[string]int{}
+	for _, x := range []*target{tg, tg2} {
+		x.mu.Lock()
+		for id, n := range x.seen {
+			seen[id] += n
+		}
+		x.mu.Unlock()
+	}
+	for id, n := range seen {
 		if n != 1 {
-			t.Errorf("message %s reached the target %d times", id, n)
+			t.Errorf("message %s reached the targets %d times", id, n)
 		}
 	}
-	if len(tg.seen) != sent {
-		t.Errorf("%d distinct messages at the target, want %d", len(tg.seen), sent)
+	if len(seen) != sent {
+		t.Errorf("%d distinct messages at the targets, want %d", len(seen), sent)
 	}
-	by := tg.byWorker
-	tg.mu.Unlock()
-	t.Logf("by worker: %v", by)
+	_, by := tg.snapshot()
+	_, by2 := tg2.snapshot()
+	if by2["w1"] != 0 {
+		t.Errorf("w1 posted %d messages to w2's new URL", by2["w1"])
+	}
+	t.Logf("by worker: %v, at the new URL: %v", by, by2)
 	for _, p := range procs {
 		if code := p.stop(30 * time.Second); code != 0 {
 			t.Errorf("%s after SIGTERM: exit %d, want 0", p.name, code)
