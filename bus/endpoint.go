@@ -131,8 +131,7 @@ type Endpoint struct {
 	mux   *Mux
 	ser   Serializer
 	log   *slog.Logger
-	retry RetryPolicy
-	rec   *recovery // rules and defaults for failed messages
+	rec   atomic.Pointer[recovery] // rules, retry policy and defaults for failed messages; swapped live (reconfigure.go)
 	lease time.Duration
 
 	inbox      queue.Queue
@@ -173,6 +172,7 @@ type Endpoint struct {
 	settler        settler     // acks what handlers handled
 	events         eventHub    // subscribers of Events
 	obs            observers   // AddObserver
+	live           liveInbox   // settings changed while running (reconfigure.go)
 }
 
 type inflight struct {
@@ -236,10 +236,12 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 		if in.Threads < 0 {
 			return nil, fmt.Errorf("bus: endpoint %q: inbox.threads: %d is negative", cfg.Name, in.Threads)
 		}
-		if e.rec, err = newRecovery(in); err != nil {
+		rec, err := newRecovery(in)
+		if err != nil {
 			return nil, fmt.Errorf("bus: endpoint %q: %w", cfg.Name, err)
 		}
-		e.retry = e.rec.retry
+		e.rec.Store(rec)
+		e.live.init(in)
 		e.lease = in.Lease
 		if e.lease <= 0 {
 			e.lease = 30 * time.Second
@@ -302,10 +304,11 @@ func (e *Endpoint) Threads() int {
 	if e.cfg.Inbox == nil {
 		return 0
 	}
-	if e.cfg.Inbox.Threads == 0 {
-		return 4
+	// The live settings: SetThreads may have changed them (reconfigure.go).
+	if n := e.live.cfg.Load().Threads; n != 0 {
+		return n
 	}
-	return e.cfg.Inbox.Threads
+	return 4
 }
 
 // Stats returns the inbox counters.
@@ -347,14 +350,10 @@ func (e *Endpoint) Start(ctx context.Context) error {
 	recvCtx, recvStop := context.WithCancel(context.Background())
 	e.recvStop = recvStop
 	e.hctx, e.hcancel = context.WithCancel(context.Background())
-	e.free = make(chan int, n)
-	e.threads = make([]chan queue.Delivery, n)
-	for i := range n {
-		e.threads[i] = make(chan queue.Delivery, 1)
-		e.free <- i
-		e.workers.Add(1)
-		go e.thread(i)
-	}
+	// free holds every idle thread's id at most once, plus one wake-up
+	// (reconfigure.go): sized for the most threads SetThreads may grow to.
+	e.free = make(chan int, max(n, MaxLiveThreads)+1)
+	e.startThreads(n) // reconfigure.go
 	// A failed ack is tried again for two leases (at least ackRetryFloor):
 	// a database that comes back in that time sees the message acked instead
 	// of delivering it again. Each try checks the lease token, so a late
@@ -419,9 +418,8 @@ func (e *Endpoint) stop(ctx context.Context) error {
 	e.stopping.Store(true)
 	e.recvStop()
 	e.loops.Wait() // the receive loop has handed every received message to a thread
-	for _, ch := range e.threads {
-		close(ch)
-	}
+	// Each thread finishes what it was given and returns (reconfigure.go).
+	e.closeThreads()
 	done := make(chan struct{})
 	go func() { e.workers.Wait(); close(done) }()
 	var err error
@@ -489,9 +487,7 @@ func (e *Endpoint) abandon() {
 	crashed, cancel := context.WithCancel(context.Background())
 	cancel() // a crash tries nothing again
 	e.acks.close(crashed)
-	for _, ch := range e.threads {
-		close(ch)
-	}
+	e.closeThreads() // reconfigure.go
 }
 
 // releaseInflight gives back every message still being handled.

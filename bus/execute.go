@@ -10,10 +10,11 @@ import (
 	"github.com/ferrybus/ferry/queue"
 )
 
-// thread handles the messages given to thread number i.
-func (e *Endpoint) thread(i int) {
+// thread handles the messages given to thread number i on ch, until ch is
+// closed (at Stop, or when SetThreads retires it idle).
+func (e *Endpoint) thread(i int, ch chan queue.Delivery) {
 	defer e.workers.Done()
-	for d := range e.threads[i] {
+	for d := range ch {
 		if e.hooks.ThreadBusy != nil {
 			e.hooks.ThreadBusy(i)
 		}
@@ -38,10 +39,8 @@ type precheck func(ctx context.Context, j *job) bool
 // before its handler: it decodes, has not expired, is not over the size
 // limit, is not poison, was not handled already, and has a handler.
 func (e *Endpoint) prechecks() []precheck {
-	checks := []precheck{e.checkDecode, e.checkExpired}
-	if e.rec.maxBody > 0 {
-		checks = append(checks, e.checkOversize)
-	}
+	// checkOversize always: maxBodyBytes may be set live (reconfigure.go).
+	checks := []precheck{e.checkDecode, e.checkExpired, e.checkOversize}
 	if !e.take { // a taken message is never delivered twice
 		checks = append(checks, e.checkPoison)
 	}
@@ -75,7 +74,7 @@ func (e *Endpoint) checkExpired(_ context.Context, j *job) bool {
 
 // checkOversize fails a body over the inbox's MaxBodyBytes.
 func (e *Endpoint) checkOversize(_ context.Context, j *job) bool {
-	if max := e.rec.maxBody; len(j.d.Body) > max {
+	if max := e.rec.Load().maxBody; max > 0 && len(j.d.Body) > max {
 		e.fail(j.d, j.env, KindOversize, fmt.Errorf("body of %d bytes is over the inbox's limit of %d (maxBodyBytes)", len(j.d.Body), max), "")
 		return false
 	}
@@ -104,7 +103,7 @@ func (e *Endpoint) checkPoison(ctx context.Context, j *job) bool {
 		e.fail(d, env, KindError, err, "")
 		return false
 	}
-	if maxAttempts := e.retry.maxAttempts(); started >= maxAttempts {
+	if maxAttempts := e.rec.Load().retry.maxAttempts(); started >= maxAttempts {
 		// Its handler kills the process or outlives the lease: stop the loop here.
 		e.fail(d, env, KindPoison, fmt.Errorf("handler started %d times without completing (it may crash the process or outlive its lease); delivered %d times",
 			started, d.Attempts), "")

@@ -29,7 +29,7 @@ const gatePoll = 20 * time.Millisecond
 func (e *Endpoint) receiveLoop(ctx context.Context) {
 	defer e.loops.Done()
 	var (
-		idle    = make([]int, 0, len(e.threads))
+		idle    = make([]int, 0, e.Threads())
 		pending []queue.Delivery
 		// short is the wake-up channel of the last receive when it returned
 		// fewer messages than asked for (or none); nil when the queue may
@@ -49,8 +49,8 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 			e.releaseUnhandled(pending)
 		}
 	}()
-	prefetch := e.prefetch()
 	for {
+		prefetch := e.prefetch() // SetPrefetch may change it
 		// Collect every thread that has come free.
 	collect:
 		for {
@@ -61,9 +61,10 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 				break collect
 			}
 		}
+		idle = e.retireIdle(idle) // SetThreads: retire idle threads over the count (reconfigure.go)
 		// Hand buffered messages to idle threads.
 		for len(idle) > 0 && len(pending) > 0 {
-			e.threads[idle[0]] <- pending[0]
+			e.threadCh(idle[0]) <- pending[0]
 			idle, pending = idle[1:], pending[1:]
 		}
 		if ctx.Err() != nil {
@@ -251,7 +252,7 @@ func (e *Endpoint) waitThread(ctx context.Context, idle *[]int) bool {
 
 // prefetch is how many leased messages may wait in memory for a thread.
 func (e *Endpoint) prefetch() int {
-	switch p := e.cfg.Inbox.Prefetch; {
+	switch p := e.live.cfg.Load().Prefetch; { // live: SetPrefetch
 	case p < 0:
 		return 0
 	case p == 0:

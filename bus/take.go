@@ -38,10 +38,12 @@ func (e *Endpoint) handOverTaken(idle []int, ds []queue.Delivery) {
 	deadline := time.NewTimer(takenHandOver)
 	defer deadline.Stop()
 	for i, d := range ds {
-		if len(idle) == 0 {
+		for len(idle) == 0 { // SetThreads' wake-up (reconfigure.go) is no thread: wait on
 			select {
 			case id := <-e.free:
-				idle = append(idle, id)
+				if id >= 0 {
+					idle = append(idle, id)
+				}
 			case <-deadline.C:
 				for _, d := range ds[i:] {
 					e.discardTaken(d, e.deliveryLog(d), "", "", "still buffered when the endpoint stopped")
@@ -50,7 +52,7 @@ func (e *Endpoint) handOverTaken(idle []int, ds []queue.Delivery) {
 				return
 			}
 		}
-		e.threads[idle[0]] <- d
+		e.threadCh(idle[0]) <- d
 		idle = idle[1:]
 	}
 }

@@ -84,7 +84,7 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 		sweep := time.Second // expiry
 		probe := time.Until(probeBegan.Add(slowTurn))
 		if running < maxMoves && (!probing || running == 0 || probe <= 0) {
-			t, ok := d.reg.take(time.Now(), d.cfg.DistributeSendCount, moveQuantum)
+			t, ok := d.reg.take(time.Now(), d.SendCount(), moveQuantum) // live: SetDistributeSendCount
 			if ok {
 				if running == 0 {
 					probeBegan = time.Now()
@@ -134,7 +134,7 @@ func (d *Distributor) move(ctx context.Context, t turn, fails *moveFailures) mov
 		d.reg.release(a.worker)
 		return moveResult{}
 	}
-	per := d.cfg.DistributeSendCount
+	per := t.per
 	n, err := d.inbox.MoveReadyFenced(ctx, dst, limit, map[string]string{
 		HeaderDistributedTo: a.inbox, bus.HeaderReturnTo: d.inbox.URI()}, d.fence(), t.handoff)
 	if d.hooks.afterMove != nil {

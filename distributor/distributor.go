@@ -117,6 +117,10 @@ type Distributor struct {
 
 	hooks testHooks
 
+	// sendCount is DistributeSendCount as in force: SetDistributeSendCount
+	// changes it live (reconfigure.go).
+	sendCount atomic.Int64
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	active atomic.Bool
@@ -154,6 +158,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 		cfg: cfg, conns: conns, log: log.With("distributor", cfg.Name),
 		reg: newRegistry(), owner: bus.NewID(), expiredEvery: 10 * time.Second,
 	}
+	d.sendCount.Store(int64(cfg.DistributeSendCount))
 
 	// The control endpoint: its own queue and threads.
 	cmux := d.controlMux()

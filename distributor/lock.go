@@ -145,7 +145,7 @@ func (d *Distributor) startActive(parent context.Context) (*role, error) {
 	go func() { defer loops.Done(); d.summariseExpired(ctx) }()
 	go func() { loops.Wait(); close(r.done) }()
 	d.log.Info("distributor active", "inbox", d.inbox.URI(), "control", d.control.Inbox().URI(),
-		"distribute", d.cfg.Distribute, "distributeSendCount", d.cfg.DistributeSendCount)
+		"distribute", d.cfg.Distribute, "distributeSendCount", d.SendCount())
 	return r, nil
 }
 

@@ -154,7 +154,25 @@ func (r *registry) started(m control.Started, now time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if w, ok := r.session(m.WorkerID, m.Session, m.Inbox, now); ok {
+		if m.Threads > 0 && m.Threads < w.threads {
+			// The running session was resized (worker.SetThreads): the
+			// threads it retired want no more work.
+			r.dropThreadsLocked(m.WorkerID, m.Threads)
+		}
 		w.threads = m.Threads
+	}
+}
+
+// dropThreadsLocked removes a worker's availabilities of threads numbered
+// from up, held ones included (their move settles them as gone), as
+// dropWorker does for all; take clears the line. Call with mu held.
+func (r *registry) dropThreadsLocked(id string, from int) {
+	gone := func(a *availability) bool { return a.worker == id && a.thread >= from }
+	r.avail = slices.DeleteFunc(r.avail, gone)
+	for k, a := range r.index {
+		if gone(a) {
+			delete(r.index, k)
+		}
 	}
 }
 
@@ -222,6 +240,7 @@ type turn struct {
 	worker, session, inbox string
 	as                     []*availability
 	limit                  int
+	per                    int // the send count take was given: settle uses the same
 	handoff                queue.Handoff
 	// retry, when take found nothing to start, is when to try again
 	// without waiting for a change (zero: wait for one).
@@ -292,7 +311,7 @@ func (r *registry) take(now time.Time, per, quantum int) (turn, bool) {
 	r.seq++
 	r.marks[id] = mark{seq: r.seq, began: now}
 	r.held += len(out)
-	return turn{worker: id, session: out[0].session, inbox: out[0].inbox, as: out, limit: min(credit, quantum), handoff: handoff(out)}, true
+	return turn{worker: id, session: out[0].session, inbox: out[0].inbox, as: out, limit: min(credit, quantum), per: per, handoff: handoff(out)}, true
 }
 
 // release ends the turn of a worker whose move (taken by take) is over.
@@ -505,17 +524,21 @@ type Snapshot struct {
 	Waiting map[string]time.Time
 	// LastSeen is, per worker id, when its last control message arrived.
 	LastSeen map[string]time.Time
+	// Sizes is how many threads each worker's session runs, as it last
+	// announced (control.Started, again when it is resized).
+	Sizes map[string]int
 }
 
 func (r *registry) snapshot(now time.Time) Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := Snapshot{Workers: map[string]string{}, Available: map[string]int{}, Threads: map[string][]int{},
-		Waiting: map[string]time.Time{}, LastSeen: map[string]time.Time{}}
+		Waiting: map[string]time.Time{}, LastSeen: map[string]time.Time{}, Sizes: map[string]int{}}
 	for id, w := range r.workers {
 		if !w.stopping {
 			s.Workers[id] = w.session
 			s.LastSeen[id] = w.lastSeen
+			s.Sizes[id] = w.threads
 		}
 	}
 	for _, a := range r.avail {

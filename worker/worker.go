@@ -15,6 +15,7 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
@@ -52,6 +53,12 @@ type Worker struct {
 	idle     map[int]time.Time // idle thread -> when its availability was last sent (zero: not yet)
 	lastSent time.Time         // last control message of any kind
 	kick     chan struct{}
+	// live settings (reconfigure.go): size is the thread count announced
+	// (guarded by mu), resized says it changed since, interval is
+	// AvailabilityInterval in force.
+	size     int
+	resized  bool
+	interval atomic.Int64
 	stop     chan struct{}
 	done     chan struct{}
 }
@@ -98,6 +105,8 @@ func New(ctx context.Context, conns *queue.Connections, epCfg bus.Config, mux *b
 		idle: map[int]time.Time{}, kick: make(chan struct{}, 1),
 	}
 	hooks.Idle, hooks.ThreadBusy = w.threadsIdle, w.threadBusy
+	hooks.Resized, hooks.Retired = w.threadsResized, w.threadsRetired // reconfigure.go
+	w.interval.Store(int64(cfg.AvailabilityInterval))
 	w.abandon = hooks.Abandon
 	hooks.Abandon = w.crash
 	return w, nil
@@ -128,6 +137,7 @@ func (w *Worker) Start(ctx context.Context) error {
 	// The endpoint reads what is handed over to this session's token.
 	w.hooks.Handoff = w.handoff
 	w.idle = map[int]time.Time{}
+	w.size, w.resized = w.ep.Threads(), false
 	w.stop, w.done = make(chan struct{}), make(chan struct{})
 	w.mu.Unlock()
 	if err := w.send(ctx, control.Started{WorkerID: w.cfg.ID, Session: w.session, Inbox: w.ep.Inbox().URI(), Threads: w.ep.Threads(), SentAt: time.Now()}); err != nil {
@@ -188,7 +198,7 @@ func (w *Worker) send(ctx context.Context, body any) error {
 	w.mu.Lock()
 	w.lastSent = time.Now()
 	w.mu.Unlock()
-	return w.ep.Send(ctx, body, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.cfg.AvailabilityInterval)), bus.Priority(0))
+	return w.ep.Send(ctx, body, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.AvailabilityInterval())), bus.Priority(0))
 }
 
 // sendBatch posts several control messages in one statement.
@@ -196,13 +206,16 @@ func (w *Worker) sendBatch(ctx context.Context, bodies []any) error {
 	w.mu.Lock()
 	w.lastSent = time.Now()
 	w.mu.Unlock()
-	return w.ep.SendBatch(ctx, bodies, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.cfg.AvailabilityInterval)))
+	return w.ep.SendBatch(ctx, bodies, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.AvailabilityInterval())))
 }
 
 func (w *Worker) threadsIdle(threads []int) {
 	w.mu.Lock()
 	added := false
 	for _, t := range threads {
+		if t >= w.size {
+			continue // retiring: the endpoint was resized since it listed them
+		}
 		if _, ok := w.idle[t]; !ok {
 			w.idle[t] = time.Time{}
 			added = true
@@ -227,7 +240,7 @@ func (w *Worker) threadBusy(thread int) {
 // every interval while the threads stay idle, and sends heartbeats while none is.
 func (w *Worker) announce() {
 	defer close(w.done)
-	interval := w.cfg.AvailabilityInterval
+	interval := w.AvailabilityInterval()
 	tick := time.NewTicker(max(interval/4, 10*time.Millisecond))
 	defer tick.Stop()
 	for {
@@ -237,6 +250,11 @@ func (w *Worker) announce() {
 		case <-w.kick:
 		case <-tick.C:
 		}
+		if iv := w.AvailabilityInterval(); iv != interval { // SetAvailabilityInterval
+			interval = iv
+			tick.Reset(max(interval/4, 10*time.Millisecond))
+		}
+		w.announceSize() // reconfigure.go: a resize first, so the distributor drops retired threads
 		now := time.Now()
 		w.mu.Lock()
 		var due []int

@@ -73,6 +73,8 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 	// Until here nothing needs stopping: a signal ends the process as usual.
 	ctx, release := onStopSignals(ctx, log)
 	defer release()
+	hup, releaseHup := onReloadSignal() // from here on SIGHUP reloads, never kills (reload.go)
+	defer releaseHup()
 	r, conns, err := a.startRetrying(ctx, cfg, &ep, name, id, log)
 	if err != nil {
 		return err
@@ -81,7 +83,9 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 		log.Info("stop signal received before the endpoint could start; exiting")
 		return nil
 	}
+	stopReload := a.reloadOnChange(cfg, name, id, r.(running), hup, log) // reload.go
 	<-ctx.Done()
+	stopReload()
 	log.Info("stop signal received; stopping (a second signal exits without waiting)", "timeout", stopTimeout)
 	if err := stopWithin(r, stopTimeout); err != nil {
 		log.Error("stop did not finish cleanly", "err", err)
@@ -146,7 +150,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 			closeWithin(conns, closeTimeout)
 		}
 	}()
-	mux := buildMux(ep.Handlers, id, log)
+	mux, https := buildMuxLive(ep.Handlers, id, log) // reload.go: the http handlers change live
 	switch {
 	case ep.ControlInbox != nil:
 		d, err := distributor.New(ctx, conns, ep.DistributorConfig(name, log), mux)
@@ -156,7 +160,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		if err := d.Start(ctx); err != nil {
 			return nil, nil, err
 		}
-		return d, conns, nil
+		return running{d, https}, conns, nil
 	case ep.Worker != nil:
 		w, err := worker.New(ctx, conns, ep.BusConfig(id, cfg.Routes, log), mux, ep.WorkerConfig(id))
 		if err != nil {
@@ -165,7 +169,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		if err := w.Start(ctx); err != nil {
 			return nil, nil, err
 		}
-		return w, conns, nil
+		return running{w, https}, conns, nil
 	default:
 		e, err := bus.New(ctx, conns, ep.BusConfig(id, cfg.Routes, log), mux)
 		if err != nil {
@@ -174,7 +178,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		if err := e.Start(ctx); err != nil {
 			return nil, nil, err
 		}
-		return e, conns, nil
+		return running{e, https}, conns, nil
 	}
 }
 
@@ -231,20 +235,23 @@ func endpointErr(cfg *config.Config, name string, err error) error {
 	return &config.Error{File: cfg.File(), Key: "endpoints." + name, Msg: err.Error()}
 }
 
-// buildMux registers the configured no-code handlers.
-func buildMux(hs []config.Handler, id string, log *slog.Logger) *bus.Mux {
+// buildMuxLive registers the configured no-code handlers; it returns the
+// http handlers by their index in hs (nil for the others), for reloads.
+func buildMuxLive(hs []config.Handler, id string, log *slog.Logger) (*bus.Mux, []*handlers.HTTP) {
 	mux := bus.NewMux()
-	for _, h := range hs {
+	https := make([]*handlers.HTTP, len(hs))
+	for i, h := range hs {
 		switch {
 		case h.HTTP != nil:
-			mux.Handle(h.Type, handlers.NewHTTP(h.HTTP.URLs, h.HTTP.Timeout, id))
+			https[i] = handlers.NewHTTP(h.HTTP.URLs, h.HTTP.Timeout, id)
+			mux.Handle(h.Type, https[i])
 		case h.Log != nil:
 			mux.Handle(h.Type, handlers.Log{Logger: log})
 		case h.Noop != nil:
 			mux.Handle(h.Type, handlers.Noop{})
 		}
 	}
-	return mux
+	return mux, https
 }
 
 // openQueue resolves a queue URI given on the command line.

@@ -66,3 +66,13 @@ func signalExitCode(sig os.Signal) int {
 	}
 	return 1
 }
+
+// onReloadSignal delivers each SIGHUP on the returned channel (one waiting
+// at most: a reload reads the whole file anyway), for `ferry run` to load
+// its configuration again. It leaves SIGINT and SIGTERM to onStopSignals.
+// release stops listening.
+func onReloadSignal() (hup <-chan os.Signal, release func()) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	return ch, func() { signal.Stop(ch) }
+}

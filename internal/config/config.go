@@ -38,6 +38,8 @@ type Config struct {
 	Routes []bus.Route `koanf:"routes"`
 	// Log sets the log level and format.
 	Log Log `koanf:"log"`
+	// Reload sets how `ferry run` takes in changes of the file.
+	Reload Reload `koanf:"reload"`
 
 	file  string          // the file Load read, for errors found later
 	given map[string]bool // key paths the file or environment set (not null)
@@ -50,6 +52,17 @@ type Log struct {
 	// Format: text (tint on a terminal) or json. Default: text on a terminal, else json.
 	Format string `koanf:"format"`
 }
+
+// Reload configures live reloading: on SIGHUP, and unless Watch is false
+// when the file changes, `ferry run` loads the file again and applies what
+// can change without a restart.
+type Reload struct {
+	// Watch: reload when the file changes. Default true.
+	Watch *bool `koanf:"watch"`
+}
+
+// WatchFile reports whether `ferry run` reloads the file when it changes.
+func (r Reload) WatchFile() bool { return r.Watch == nil || *r.Watch }
 
 // Endpoint is one endpoint: a plain endpoint, a distributor (inbox with
 // distribute, or a control inbox) or a worker (worker section).

@@ -48,6 +48,7 @@ type HTTP struct {
 	Endpoint string // sent as Ferry-Endpoint (the worker's id)
 	Client   *http.Client
 	next     atomic.Uint64
+	live     atomic.Pointer[targets] // set by SetTargets: replaces URLs and Client (reconfigure.go)
 }
 
 // NewHTTP returns an http handler with the given timeout per request
@@ -85,7 +86,8 @@ func CheckRedirect(req *http.Request, via []*http.Request) error {
 
 // HandleMessage posts the message.
 func (h *HTTP) HandleMessage(ctx context.Context, m *bus.Message) error {
-	url := h.URLs[int(h.next.Add(1)-1)%len(h.URLs)]
+	urls, c := h.targets() // reconfigure.go: as SetTargets last set them
+	url := urls[int(h.next.Add(1)-1)%len(urls)]
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(m.Body))
 	if err != nil {
 		return bus.Permanent(fmt.Errorf("http handler: %w", err))
@@ -100,7 +102,6 @@ func (h *HTTP) HandleMessage(ctx context.Context, m *bus.Message) error {
 	req.Header.Set(HeaderAttempt, strconv.Itoa(m.Attempt))
 	req.Header.Set(HeaderCorrelationID, m.CorrelationID)
 	req.Header.Set(HeaderEndpoint, h.Endpoint)
-	c := h.Client
 	if c.CheckRedirect == nil {
 		// A client of the caller's would follow a 302 as a GET: never here.
 		cc := *c

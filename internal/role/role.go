@@ -15,6 +15,13 @@ type Hooks struct {
 	Idle func(threads []int)
 	// ThreadBusy is called when thread is given a message.
 	ThreadBusy func(thread int)
+	// Resized is called when SetThreads (or Reconfigure) changes how many
+	// threads a running endpoint has, before a new thread is reported idle;
+	// threads are numbered 0 to threads-1.
+	Resized func(threads int)
+	// Retired is called with threads that SetThreads stopped (each once it
+	// was idle): they wait for work no more.
+	Retired func(threads []int)
 	// Gate, when set, is asked before each receive; while it returns false
 	// the inbox does not receive (a distributor that prefers its workers).
 	Gate func() bool
