@@ -498,15 +498,19 @@ type Snapshot struct {
 	Available map[string]int
 	// Threads lists the available thread numbers per worker id.
 	Threads map[string][]int
+	// LastSeen is when each worker of Workers last sent anything (moved
+	// forward over times the distributor could not reach its database).
+	LastSeen map[string]time.Time
 }
 
 func (r *registry) snapshot(now time.Time) Snapshot {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	s := Snapshot{Workers: map[string]string{}, Available: map[string]int{}, Threads: map[string][]int{}}
+	s := Snapshot{Workers: map[string]string{}, Available: map[string]int{}, Threads: map[string][]int{}, LastSeen: map[string]time.Time{}}
 	for id, w := range r.workers {
 		if !w.stopping {
 			s.Workers[id] = w.session
+			s.LastSeen[id] = w.lastSeen
 		}
 	}
 	for _, a := range r.avail {
