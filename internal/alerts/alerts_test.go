@@ -505,7 +505,11 @@ func TestWebhookDown(t *testing.T) {
 	h2 := newHook(t)
 	h2.blocking.Store(true)
 	e2 := engine(t, c, h2, []alerts.Rule{rule}, func(e *alerts.Engine) { o = e.Observer("orders") },
-		func(cfg *alerts.Config) { cfg.Pending = 2; cfg.Webhook.MaxAttempts = 1; cfg.Webhook.Timeout = time.Minute })
+		func(cfg *alerts.Config) {
+			cfg.Pending = 2
+			cfg.Webhook.MaxAttempts = 1
+			cfg.Webhook.Timeout = time.Minute
+		})
 	// One notification is being sent (blocked), two wait, the rest are dropped.
 	events(o, bus.EventFailed, 1, 1)
 	e2.Evaluate(context.Background())

@@ -38,6 +38,8 @@ type Config struct {
 	Routes []bus.Route `koanf:"routes"`
 	// Log sets the log level and format.
 	Log Log `koanf:"log"`
+	// Alerts are threshold rules `ferry run` evaluates and notifies.
+	Alerts *Alerts `koanf:"alerts"`
 
 	file  string          // the file Load read, for errors found later
 	given map[string]bool // key paths the file or environment set (not null)
