@@ -117,3 +117,58 @@ func TestFailureRateOnRealEndpoint(t *testing.T) {
 		})
 	}
 }
+
+// A webhook that does not answer never holds up handling: with the engine
+// evaluating on its own tick, every failing message of a real endpoint
+// still reaches the error queue, and the notifications beyond the pending
+// bound are dropped.
+func TestWebhookDownHandlingUnaffected(t *testing.T) {
+	for _, dialect := range testdb.Dialects() {
+		t.Run(dialect, func(t *testing.T) {
+			t.Parallel()
+			ctx := context.Background()
+			conns := queue.NewConnections(map[string]string{"default": testdb.DSN(t, dialect)},
+				queue.Options{AutoMigrate: true, MaxPoll: 100 * time.Millisecond})
+			t.Cleanup(func() { conns.Close() })
+			mux := bus.NewMux()
+			bus.Handle(mux, "job", func(ctx context.Context, m *bus.Message, j job) error {
+				return bus.Permanent(errors.New("target rejects it"))
+			})
+			ep, err := bus.New(ctx, conns, bus.Config{Name: "orders", Inbox: &bus.InboxConfig{
+				WorkQueue: "sql://default/orders", ErrorQueue: "sql://default/orders-error", Threads: 4}}, mux)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h := newHook(t)
+			h.blocking.Store(true)
+			rule := alerts.Rule{Name: "stuck", Kind: alerts.FailureCount, Endpoint: "orders", Threshold: 1}
+			e := engine(t, newClock(), h, []alerts.Rule{rule}, func(e *alerts.Engine) { ep.AddObserver(e.Observer("orders")) },
+				func(cfg *alerts.Config) {
+					cfg.Interval, cfg.Pending = 10*time.Millisecond, 1
+					cfg.Webhook.Timeout, cfg.Webhook.MaxAttempts = time.Minute, 1
+				})
+			if err := ep.Start(ctx); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				ep.Stop(sctx)
+			})
+			const n = 30
+			for i := range n {
+				if err := ep.Send(ctx, job{N: i}, bus.To("sql://default/orders")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			testkit.Eventually(t, 30*time.Second, "every message in the error queue", func() bool { return ep.Stats().Errored == n })
+			testkit.Eventually(t, 10*time.Second, "every alert notified", func() bool { return e.Stats().Notified == 2*n })
+			if s := e.Stats(); s.Sent != 0 || s.Dropped < 2*n-2 {
+				t.Fatalf("stats %+v: want nothing sent, all but 2 dropped (1 sending, 1 pending)", s)
+			}
+			sctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+			defer cancel()
+			e.Stop(sctx) // gives up the POST that hangs
+		})
+	}
+}
