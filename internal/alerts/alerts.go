@@ -56,11 +56,6 @@ const (
 	LockLost Kind = "lockLost"
 )
 
-// Kinds lists every kind, in the order the documentation gives them.
-func Kinds() []Kind {
-	return []Kind{FailureRate, FailureCount, QueueDepth, QueueAge, WorkerSilent, LockLost}
-}
-
 // Rule is one alerting rule.
 type Rule struct {
 	// Name identifies the rule in notifications. Required, unique.
