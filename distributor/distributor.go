@@ -214,6 +214,10 @@ func (d *Distributor) Registry() Snapshot { return d.reg.snapshot(time.Now()) }
 // not a standby).
 func (d *Distributor) Active() bool { return d.active.Load() }
 
+// Local is the endpoint that handles inbox messages here while no worker
+// is available; nil when the distributor only distributes.
+func (d *Distributor) Local() *bus.Endpoint { return d.local }
+
 // Inbox is the queue whose messages are distributed.
 func (d *Distributor) Inbox() queue.Queue { return d.inbox }
 

@@ -83,10 +83,17 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 		log.Info("stop signal received before the endpoint could start; exiting")
 		return nil
 	}
+	eng, err := startAlerts(ctx, cfg, name, id, r, conns, log)
+	if err != nil {
+		_ = stopWithin(r, stopTimeout)
+		closeWithin(conns, closeTimeout)
+		return err
+	}
 	stopReload := a.reloadOnChange(cfg, name, id, r.(running), hup, log) // reload.go
 	<-ctx.Done()
 	stopReload()
 	log.Info("stop signal received; stopping (a second signal exits without waiting)", "timeout", stopTimeout)
+	stopAlerts(eng)
 	if err := stopWithin(r, stopTimeout); err != nil {
 		log.Error("stop did not finish cleanly", "err", err)
 		go conns.Close() // may wait on a database that does not answer: do not

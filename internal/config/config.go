@@ -40,6 +40,8 @@ type Config struct {
 	Log Log `koanf:"log"`
 	// Reload sets how `ferry run` takes in changes of the file.
 	Reload Reload `koanf:"reload"`
+	// Alerts are threshold rules `ferry run` evaluates and notifies.
+	Alerts *Alerts `koanf:"alerts"`
 
 	file  string          // the file Load read, for errors found later
 	given map[string]bool // key paths the file or environment set (not null)
