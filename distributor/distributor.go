@@ -126,6 +126,7 @@ type Distributor struct {
 	// viewCancel and viewDone end the view's loop (view.go).
 	viewCancel context.CancelFunc
 	viewDone   sync.WaitGroup
+	activated  chan struct{} // a token when the active role starts
 	// pausedPolls counts the distribute loop's waits on a paused inbox or
 	// worker queue (tests follow it).
 	pausedPolls atomic.Int64
@@ -165,7 +166,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	}
 	d := &Distributor{
 		cfg: cfg, conns: conns, log: log.With("distributor", cfg.Name),
-		reg: newRegistry(), owner: bus.NewID(), expiredEvery: 10 * time.Second,
+		reg: newRegistry(), owner: bus.NewID(), expiredEvery: 10 * time.Second, activated: make(chan struct{}, 1),
 	}
 
 	// The control endpoint: its own queue and threads.

@@ -55,6 +55,7 @@ func (d *Distributor) viewLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-d.activated:
 		}
 	}
 }
