@@ -62,6 +62,9 @@ func (a *app) queueCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: a.withQueues([]string{"URI"}, func(ctx context.Context, qs []queue.Queue) error {
 			q := qs[0]
+			if err := a.checkPausable(q.URI()); err != nil {
+				return err
+			}
 			if err := q.Store().PauseQueue(ctx, q.Name()); err != nil {
 				return err
 			}
@@ -213,4 +216,20 @@ func (a *app) report(v any, format string, args ...any) error {
 	}
 	_, err := fmt.Fprintf(a.stdout, format, args...)
 	return err
+}
+
+// checkPausable refuses to pause a distributor's control queue: with its
+// announcements unread, the distributor would take every worker for
+// silent and return their queues. Pause the distributor's inbox instead.
+func (a *app) checkPausable(uri string) error {
+	cfg, err := a.load()
+	if err != nil {
+		return err
+	}
+	for _, role := range configuredQueues(cfg)[uri] {
+		if strings.HasSuffix(role, ".controlInbox") || strings.HasSuffix(role, ".worker.distributorControlQueue") {
+			return usagef("%s is a distributor's control queue (%s): paused, its workers would look silent and have their queues returned; pause the distributor's inbox instead", uri, role)
+		}
+	}
+	return nil
 }

@@ -167,7 +167,8 @@ func TestQueueLsAndPause(t *testing.T) {
 			if l := lsJSON(); l.Total.Paused != 1 {
 				t.Errorf("paused after a resume = %d, want 1", l.Total.Paused)
 			}
-			for _, args := range [][]string{{"queue", "pause", "sql://nope/x"}, {"queue", "resume", "not a uri"}, {"queue", "pause"}} {
+			for _, args := range [][]string{{"queue", "pause", "sql://nope/x"}, {"queue", "resume", "not a uri"}, {"queue", "pause"},
+				{"queue", "pause", "sql://default/control-inbox-work"}} {
 				_, stderr, code := ferry(t, dir, nil, append(args, "-c", "config.json")...)
 				if code != 2 {
 					t.Errorf("ferry %v: exit %d (%s), want 2", args, code, stderr)
