@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/internal/testdb"
+	"github.com/ferrybus/ferry/queue"
 )
 
 // workersJSON runs `ferry workers --json` in dir.
@@ -175,5 +176,37 @@ func TestQueueLsAndPause(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJudgeStates: a worker is ok, stopping, silent past reclaimAfter, or
+// stale when the view is older than 3 intervals; an instance is active,
+// standby or stale.
+func TestJudgeStates(t *testing.T) {
+	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	iv := 5 * time.Second
+	v := queue.DistributorView{
+		Instances: []queue.DistributorInstance{
+			{Owner: "a", Active: true, Interval: iv, ReclaimAfter: time.Minute, Updated: now.Add(-time.Second)},
+			{Owner: "b", Interval: iv, Updated: now.Add(-2 * time.Second)},
+			{Owner: "c", Interval: iv, Updated: now.Add(-16 * time.Second)},
+		},
+		Workers: []queue.WorkerView{
+			{ID: "ok", LastSeen: now.Add(-59 * time.Second), Updated: now.Add(-time.Second)},
+			{ID: "stopping", Stopping: true, LastSeen: now, Updated: now},
+			{ID: "silent", LastSeen: now.Add(-61 * time.Second), Updated: now},
+			{ID: "stale", LastSeen: now, Updated: now.Add(-16 * time.Second)},
+		},
+	}
+	dv := judge("d", "sql://x/ctl", v, now)
+	for i, want := range []string{"active", "standby", "stale"} {
+		if got := dv.Instances[i].State; got != want {
+			t.Errorf("instance %s state %q, want %q", dv.Instances[i].Owner, got, want)
+		}
+	}
+	for _, w := range dv.Workers {
+		if w.State != w.ID {
+			t.Errorf("worker %s state %q, want %q", w.ID, w.State, w.ID)
+		}
 	}
 }
