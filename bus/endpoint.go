@@ -159,6 +159,10 @@ type Endpoint struct {
 	acks      *acker                // batches the threads' acks
 	abandoned atomic.Bool           // Abandon: leave buffered messages leased, as a crash would
 	released  atomic.Int64          // messages given back unhandled by the current Stop
+	// paused is set while the receive loop finds its inbox paused;
+	// pausedPolls counts its waits then (tests follow it).
+	paused      atomic.Bool
+	pausedPolls atomic.Int64
 	// cancelReleased counts messages whose handler returned on the stop's
 	// cancel and gave them back itself.
 	cancelReleased atomic.Int64

@@ -7,3 +7,6 @@ const MaxErrorBackoff = waiter.DefaultMaxBackoff
 
 // Abandon stops ep as a crash would, for failure tests.
 func Abandon(ep *Endpoint) { ep.abandon() }
+
+// PausedPolls counts the receive loop's waits on a paused inbox, for tests.
+func PausedPolls(ep *Endpoint) int64 { return ep.pausedPolls.Load() }

@@ -19,6 +19,10 @@ const minPoll = 10 * time.Millisecond
 // gatePoll is how often a closed Gate is asked again.
 const gatePoll = 20 * time.Millisecond
 
+// pausedPoll is how often a paused inbox (queue.Queue.Paused, itself read
+// from the database once a second) is asked again.
+const pausedPoll = 100 * time.Millisecond
+
 // receiveLoop keeps the threads fed. It holds the ids of idle threads and a
 // buffer of leased messages (up to the inbox's prefetch, renewed by the
 // heartbeat like any message in flight), hands buffered messages to idle
@@ -72,6 +76,13 @@ func (e *Endpoint) receiveLoop(ctx context.Context) {
 		}
 		want := len(idle) + prefetch - len(pending)
 		refill := len(idle) > 0 || len(pending) <= prefetch/2
+		if refill && want > 0 && e.pausedWait(ctx) {
+			// Paused: receive nothing; what is buffered or running goes on.
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
 		if refill && want > 0 && (e.hooks.Gate == nil || e.hooks.Gate()) {
 			// After a receive that came back short the queue is drained: ask
 			// again only once woken or polled, not each time a thread frees.
@@ -281,4 +292,24 @@ func (e *Endpoint) releaseUnhandled(ds []queue.Delivery) {
 		}
 		e.inflight.Delete(d.ID)
 	}
+}
+
+// pausedWait reports whether the inbox is paused, and if so waits a
+// little (pausedPoll, or a thread coming free, or ctx ending). The loop
+// then receives nothing; messages already received (buffered, running)
+// are handled as usual, so nothing is released or lost. The first time
+// of each pause, and its end, are logged.
+func (e *Endpoint) pausedWait(ctx context.Context) bool {
+	if !e.inbox.Paused() {
+		if e.paused.Swap(false) {
+			e.log.Info("inbox resumed; receiving again", "queue", e.inbox.URI())
+		}
+		return false
+	}
+	if !e.paused.Swap(true) {
+		e.log.Info("inbox paused; receiving nothing until it is resumed", "queue", e.inbox.URI())
+	}
+	e.pausedPolls.Add(1)
+	waiter.Sleep(ctx, pausedPoll, nil)
+	return true
 }

@@ -22,6 +22,27 @@ const maxMoves = 8
 // and none takes a whole backlog because its availabilities came first.
 const moveQuantum = 256
 
+// pausedPoll is how often the distribute loop asks again whether a paused
+// inbox or worker queue (queue.Queue.Paused, read from the database once a
+// second) was resumed.
+const pausedPoll = 250 * time.Millisecond
+
+// inboxPaused reports whether the inbox is paused, logging when a pause
+// begins and ends.
+func (d *Distributor) inboxPaused() bool {
+	if !d.inbox.Paused() {
+		if d.pausedSeen.Swap(false) {
+			d.log.Info("distributor inbox resumed; distributing again", "inbox", d.inbox.URI())
+		}
+		return false
+	}
+	if !d.pausedSeen.Swap(true) {
+		d.log.Info("distributor inbox paused; moving nothing to workers until it is resumed", "inbox", d.inbox.URI())
+	}
+	d.pausedPolls.Add(1)
+	return true
+}
+
 // moveResult is what a move tells the distribute loop.
 type moveResult struct {
 	n int
@@ -80,6 +101,16 @@ func (d *Distributor) distributeLoop(ctx context.Context) {
 			}
 			continue
 		}
+		if d.inboxPaused() {
+			// Paused: move nothing; moves in flight finish.
+			select {
+			case <-ctx.Done():
+			case r := <-results:
+				ended(r)
+			case <-time.After(pausedPoll):
+			}
+			continue
+		}
 		changed := d.reg.wait()
 		sweep := time.Second // expiry
 		probe := time.Until(probeBegan.Add(slowTurn))
@@ -135,6 +166,16 @@ func (d *Distributor) move(ctx context.Context, t turn, fails *moveFailures) mov
 		return moveResult{}
 	}
 	per := t.per
+	if dst.Paused() {
+		// A paused worker queue gets nothing: its availabilities wait, and
+		// its turn ends after a while, the others served meanwhile.
+		d.pausedPolls.Add(1)
+		d.log.Debug("worker queue paused; moving nothing to it", "worker", a.worker, "queue", a.inbox)
+		d.reg.settle(as, per, 0, false)
+		waiter.Sleep(ctx, pausedPoll, nil)
+		d.reg.release(a.worker)
+		return moveResult{}
+	}
 	n, err := d.inbox.MoveReadyFenced(ctx, dst, limit, map[string]string{
 		HeaderDistributedTo: a.inbox, bus.HeaderReturnTo: d.inbox.URI()}, d.fence(), t.handoff)
 	if d.hooks.afterMove != nil {

@@ -65,6 +65,9 @@ type Config struct {
 	// crashed distributor's lock is free as soon as its database session
 	// ends. Default 5s.
 	LockTTL time.Duration
+	// ViewInterval is how often the distributor records its view (itself,
+	// and when active its worker sessions) for `ferry workers`. Default 5s.
+	ViewInterval time.Duration
 	// Logger receives the distributor's events. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -124,6 +127,14 @@ type Distributor struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	active atomic.Bool
+	// viewCancel and viewDone end the view's loop (view.go).
+	viewCancel context.CancelFunc
+	viewDone   sync.WaitGroup
+	activated  chan struct{} // a token when the active role starts
+	// pausedPolls counts the distribute loop's waits on a paused inbox or
+	// worker queue (tests follow it).
+	pausedPolls atomic.Int64
+	pausedSeen  atomic.Bool
 }
 
 // New validates cfg and builds a distributor. mux handles inbox messages
@@ -144,6 +155,9 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	if cfg.LockTTL <= 0 {
 		cfg.LockTTL = DefaultLockTTL
 	}
+	if cfg.ViewInterval <= 0 {
+		cfg.ViewInterval = DefaultViewInterval
+	}
 	if cfg.ControlInbox.WorkQueue == "" {
 		return nil, fmt.Errorf("distributor %q: controlInbox.workQueue: required", cfg.Name)
 	}
@@ -156,7 +170,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	}
 	d := &Distributor{
 		cfg: cfg, conns: conns, log: log.With("distributor", cfg.Name),
-		reg: newRegistry(), owner: bus.NewID(), expiredEvery: 10 * time.Second,
+		reg: newRegistry(), owner: bus.NewID(), expiredEvery: 10 * time.Second, activated: make(chan struct{}, 1),
 	}
 	d.sendCount.Store(int64(cfg.DistributeSendCount))
 
@@ -229,6 +243,10 @@ func (d *Distributor) Start(ctx context.Context) error {
 	d.cancel = cancel
 	d.wg.Add(1)
 	go d.holdLock(runCtx)
+	viewCtx, viewCancel := context.WithCancel(context.Background())
+	d.viewCancel = viewCancel
+	d.viewDone.Add(1)
+	go func() { defer d.viewDone.Done(); d.viewLoop(viewCtx) }()
 	return nil
 }
 
@@ -237,7 +255,13 @@ func (d *Distributor) Stop(ctx context.Context) error {
 	if d.cancel == nil {
 		return nil
 	}
+	wasActive := d.Active()
 	d.cancel()
 	d.wg.Wait()
+	d.viewCancel()
+	d.viewDone.Wait()
+	if err := d.forgetView(ctx, wasActive); err != nil {
+		d.log.Warn("cannot record the distributor's view at stop", "err", err)
+	}
 	return d.control.Inbox().Store().Unlock(ctx, d.lockName(), d.owner)
 }

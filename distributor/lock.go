@@ -136,6 +136,10 @@ func (d *Distributor) startActive(parent context.Context) (*role, error) {
 		d.reg.restore(recs, time.Now())
 	}
 	d.active.Store(true)
+	select {
+	case d.activated <- struct{}{}: // the view shows it active at once
+	default:
+	}
 	ctx, cancel := context.WithCancel(parent)
 	r := &role{cancel: cancel, done: make(chan struct{})}
 	var loops sync.WaitGroup

@@ -202,6 +202,17 @@ type dialect interface {
 	// id, session, inbox, last seen), list (control queue), forget
 	// (control queue, worker id, session).
 	WorkerSQL() (record, list, forget string)
+	// ViewSQL is the SQL of DistributorViews: recordInstance (control
+	// queue, owner, name, host, pid, active, interval µs, reclaimAfter µs,
+	// updated), pruneInstances (control queue, updated before),
+	// forgetInstance (control queue, owner), instances (control queue),
+	// clearWorkers (control queue), insertWorker (control queue, worker
+	// id, session, inbox, threads, idle, last seen, depth, stopping,
+	// updated), workers (control queue).
+	ViewSQL() (recordInstance, pruneInstances, forgetInstance, instances, clearWorkers, insertWorker, workers string)
+	// PauseSQL is the SQL of paused queues: pause (queue, paused at),
+	// resume (queue), list.
+	PauseSQL() (pause, resume, list string)
 	// SubscriptionSQL: subscribe (type, queue URI, created at),
 	// unsubscribe (type, queue URI), list.
 	SubscriptionSQL() (subscribe, unsubscribe, list string)

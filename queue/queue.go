@@ -168,6 +168,11 @@ type Consumer interface {
 	// MaxPoll is the longest an idle receiver should wait between polls
 	// when no wake-up arrives.
 	MaxPoll() time.Duration
+	// Paused reports whether the queue is paused (Pauses.PauseQueue), as
+	// its store last saw: one small poll per store each second serves
+	// every queue, so it is cheap to ask before every receive. Receive
+	// itself ignores it: consumers ask.
+	Paused() bool
 	// Extend renews a lease to end lease from now.
 	Extend(ctx context.Context, d Delivery, lease time.Duration) error
 	// Ack removes handled messages. It returns ErrLeaseLost (wrapped) when
@@ -265,6 +270,8 @@ type Store interface {
 	Subscriptions
 	Locker
 	WorkerRecords
+	DistributorViews
+	Pauses
 }
 
 // HandledRecords remember which messages an endpoint has handled, so that
@@ -324,4 +331,34 @@ type WorkerRecords interface {
 	Workers(ctx context.Context, controlQueue string) ([]WorkerRecord, error)
 	// ForgetWorker deletes a worker session's record.
 	ForgetWorker(ctx context.Context, controlQueue, workerID, session string) error
+}
+
+// DistributorViews are what distributors record of themselves for
+// `ferry workers`: soft state, rewritten every few seconds, that no
+// distributor reads back.
+type DistributorViews interface {
+	// RecordDistributor stores (or refreshes) one distributor instance and
+	// deletes the instances of its control queue last updated before
+	// pruneBefore (processes that died without saying so).
+	RecordDistributor(ctx context.Context, inst DistributorInstance, pruneBefore time.Time) error
+	// ForgetDistributor deletes an instance's record (it stopped).
+	ForgetDistributor(ctx context.Context, controlQueue, owner string) error
+	// RecordWorkerView replaces the worker sessions recorded for
+	// controlQueue with ws, all as of updated, in one transaction.
+	RecordWorkerView(ctx context.Context, controlQueue string, updated time.Time, ws []WorkerView) error
+	// DistributorView reads what is recorded for controlQueue.
+	DistributorView(ctx context.Context, controlQueue string) (DistributorView, error)
+}
+
+// Pauses keep the queues whose consumers must stop taking messages.
+type Pauses interface {
+	// PauseQueue pauses the queue called name in this store: endpoints
+	// stop receiving from it and distributors stop moving from or to it,
+	// within about a second. Pausing a paused queue keeps its first time.
+	PauseQueue(ctx context.Context, name string) error
+	// ResumeQueue ends a pause; resuming a queue that is not paused is
+	// not an error.
+	ResumeQueue(ctx context.Context, name string) error
+	// Paused lists the paused queues of this store, by name.
+	Paused(ctx context.Context) ([]PausedQueue, error)
 }

@@ -34,6 +34,11 @@ type statements struct {
 	claimHandled, handled, forgetHandled    string
 	migrateLock, migrateCreate, migrateRead string
 	migrateRecord                           string
+
+	// The distributor's view and paused queues (view.go, pause.go).
+	viewRecord, viewPrune, viewForget, viewInstances string
+	viewClear, viewInsert, viewWorkers               string
+	pause, resume, pausedList                        string
 }
 
 func newStatements(d dialect) statements {
@@ -51,6 +56,8 @@ func newStatements(d dialect) statements {
 	st.lockAcquire, st.lockTakeOver, st.unlock, st.lockHeld = d.LockSQL()
 	st.fenceCheck, st.fencePick, st.fenceMoveRow = d.FenceRowsSQL()
 	st.recordWorker, st.listWorkers, st.forgetWorker = d.WorkerSQL()
+	st.viewRecord, st.viewPrune, st.viewForget, st.viewInstances, st.viewClear, st.viewInsert, st.viewWorkers = d.ViewSQL()
+	st.pause, st.resume, st.pausedList = d.PauseSQL()
 	st.subscribe, st.unsubscribe, st.subscriptions = d.SubscriptionSQL()
 	st.claimHandled, st.handled, st.forgetHandled = d.HandledSQL()
 	st.migrateLock, st.migrateCreate, st.migrateRead, st.migrateRecord = d.MigrateSQL()

@@ -82,6 +82,8 @@ type sqlStore struct {
 	channel  string // the dialect's wake-up channel; "" when it has none
 	listenMu sync.Mutex
 	listener io.Closer // the dialect's LISTEN connection, started on first Wake
+
+	pauses pauseWatcher // paused queues, read once a second (pause.go)
 }
 
 // Open connects to a store. dsn is postgres://… (or postgresql://…) for
@@ -194,6 +196,7 @@ func (s *sqlStore) Name() string { return s.opts.Name }
 
 // Close stops the wake-up listener and closes the pools.
 func (s *sqlStore) Close() error {
+	s.pauses.close()
 	s.listenMu.Lock()
 	l := s.listener
 	s.listener = nil

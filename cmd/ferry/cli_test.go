@@ -718,25 +718,17 @@ func startedWorkers(logPath string) map[string]bool {
 	return out
 }
 
-// queueRow is a row of `ferry queue ls --json`.
-type queueRow struct {
-	URI      string `json:"uri"`
-	Ready    int64  `json:"ready"`
-	Deferred int64  `json:"deferred"`
-	InFlight int64  `json:"inFlight"`
-}
-
 func queues(t *testing.T, dir, cfgPath string) []queueRow {
 	t.Helper()
 	out, stderr, code := ferry(t, dir, nil, "queue", "ls", "--json", "-c", cfgPath)
 	if code != 0 {
 		t.Fatalf("ferry queue ls: exit %d: %s", code, stderr)
 	}
-	var rows []queueRow
-	if err := json.Unmarshal([]byte(out), &rows); err != nil {
+	var list queueList
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
 		t.Fatalf("ferry queue ls --json: %v\n%s", err, out)
 	}
-	return rows
+	return list.Queues
 }
 
 // writeTestConfig writes raw to path, or else the cluster configuration on

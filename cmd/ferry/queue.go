@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -13,51 +14,74 @@ import (
 )
 
 func (a *app) queueCmd() *cobra.Command {
-	cmd := &cobra.Command{Use: "queue", Short: "Inspect and repair queues: ls, peek, purge, move"}
+	cmd := &cobra.Command{Use: "queue", Short: "Inspect and repair queues: ls, peek, purge, move, pause, resume"}
 	cmd.PersistentFlags().BoolVar(&a.jsonOut, "json", false, "print JSON")
 
 	ls := &cobra.Command{
 		Use:   "ls",
-		Short: "List the queues that hold messages, with ready / deferred / in-flight counts",
+		Short: "List every configured queue and every queue found in the databases, with counts and paused state",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			_, _, conns, err := a.setup(ctx)
+			cfg, _, conns, err := a.setup(ctx)
 			if err != nil {
 				return err
 			}
 			defer conns.Close()
-			type row struct {
-				URI string `json:"uri"`
-				queue.Counts
-			}
-			var rows []row
-			for _, name := range conns.Names() {
-				s, err := conns.Store(ctx, name)
-				if err != nil {
-					return err
-				}
-				qs, err := s.Queues(ctx)
-				if err != nil {
-					return err
-				}
-				for _, q := range qs {
-					rows = append(rows, row{URI: queue.URI{Connection: name, Queue: q.Name}.String(), Counts: q.Counts})
-				}
+			list, err := listQueues(ctx, cfg, conns)
+			if err != nil {
+				return err
 			}
 			if a.jsonOut {
-				if rows == nil {
-					rows = []row{}
-				}
-				return json.NewEncoder(a.stdout).Encode(rows)
+				return json.NewEncoder(a.stdout).Encode(list)
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "QUEUE\tREADY\tDEFERRED\tIN FLIGHT")
-			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\n", r.URI, r.Ready, r.Deferred, r.InFlight)
+			fmt.Fprintln(tw, "QUEUE\tREADY\tDEFERRED\tIN FLIGHT\tPAUSED\tCONFIGURED AS")
+			yes := func(b bool) string {
+				if b {
+					return "PAUSED"
+				}
+				return "-"
 			}
+			for _, r := range list.Queues {
+				as := strings.Join(r.Roles, ", ")
+				if as == "" {
+					as = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\t%d\t%s\t%s\n", logging.Escape(r.URI), r.Ready, r.Deferred, r.InFlight, yes(r.Paused), as)
+			}
+			t := list.Total
+			fmt.Fprintf(tw, "TOTAL (%d queues)\t%d\t%d\t%d\t%d paused\t\n", t.Queues, t.Ready, t.Deferred, t.InFlight, t.Paused)
 			return tw.Flush()
 		},
+	}
+
+	pause := &cobra.Command{
+		Use:   "pause URI",
+		Short: "Pause a queue: its endpoints receive nothing and distributors move nothing from or to it, until resumed",
+		Args:  cobra.ExactArgs(1),
+		RunE: a.withQueues([]string{"URI"}, func(ctx context.Context, qs []queue.Queue) error {
+			q := qs[0]
+			if err := a.checkPausable(q.URI()); err != nil {
+				return err
+			}
+			if err := q.Store().PauseQueue(ctx, q.Name()); err != nil {
+				return err
+			}
+			return a.report(map[string]any{"paused": q.URI()}, "paused %s (its consumers stop taking messages within about a second)\n", q.URI())
+		}),
+	}
+	resume := &cobra.Command{
+		Use:   "resume URI",
+		Short: "Resume a paused queue",
+		Args:  cobra.ExactArgs(1),
+		RunE: a.withQueues([]string{"URI"}, func(ctx context.Context, qs []queue.Queue) error {
+			q := qs[0]
+			if err := q.Store().ResumeQueue(ctx, q.Name()); err != nil {
+				return err
+			}
+			return a.report(map[string]any{"resumed": q.URI()}, "resumed %s\n", q.URI())
+		}),
 	}
 
 	var limit int
@@ -160,7 +184,7 @@ func (a *app) queueCmd() *cobra.Command {
 		}),
 	}
 	move.Flags().IntVar(&moveLimit, "limit", 0, "move at most this many (default: all ready)")
-	cmd.AddCommand(ls, peek, purge, move)
+	cmd.AddCommand(ls, peek, purge, move, pause, resume)
 	return cmd
 }
 
@@ -192,4 +216,20 @@ func (a *app) report(v any, format string, args ...any) error {
 	}
 	_, err := fmt.Fprintf(a.stdout, format, args...)
 	return err
+}
+
+// checkPausable refuses to pause a distributor's control queue: with its
+// announcements unread, the distributor would take every worker for
+// silent and return their queues. Pause the distributor's inbox instead.
+func (a *app) checkPausable(uri string) error {
+	cfg, err := a.load()
+	if err != nil {
+		return err
+	}
+	for _, role := range configuredQueues(cfg)[uri] {
+		if strings.HasSuffix(role, ".controlInbox") || strings.HasSuffix(role, ".worker.distributorControlQueue") {
+			return usagef("%s is a distributor's control queue (%s): paused, its workers would look silent and have their queues returned; pause the distributor's inbox instead", uri, role)
+		}
+	}
+	return nil
 }

@@ -31,7 +31,8 @@
 // The tests are grouped by area: enqueue.go, receive.go (receive and
 // take), settle.go (ack, extend, release, started marks), move.go,
 // browse.go (count, peek, find, delete, purge, queues), wake.go, locks.go,
-// records.go (handled records, subscriptions, worker records) and
+// records.go (handled records, subscriptions, worker records), view.go
+// (the distributor's view, paused queues) and
 // migrations.go (schema, round trips).
 package queuetest
 
@@ -224,6 +225,9 @@ var tests = []contractTest{
 	{name: "ForgetHandled", fn: testForgetHandled, needs: TxEnqueue},
 	{name: "Subscriptions", fn: testSubscriptions},
 	{name: "WorkerRecords", fn: testWorkerRecords},
+	// view.go
+	{name: "DistributorView", fn: testDistributorView},
+	{name: "PauseQueue", fn: testPauseQueue},
 	// migrations.go
 	{name: "Migrated", fn: testMigrated},
 	{name: "Unmigrated", fn: testUnmigrated},

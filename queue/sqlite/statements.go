@@ -187,6 +187,31 @@ WHERE control_queue = ? ORDER BY worker_id`,
 		`DELETE FROM ferry_workers WHERE control_queue = ? AND worker_id = ? AND session = ?`
 }
 
+// ViewSQL is the SQL of the distributor's view (see queue.DistributorViews).
+func (d *Dialect) ViewSQL() (recordInstance, pruneInstances, forgetInstance, instances, clearWorkers, insertWorker, workers string) {
+	return `INSERT INTO ferry_distributors (control_queue, owner, name, host, pid, active, interval_us, reclaim_after_us, updated)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (control_queue, owner) DO UPDATE SET name = excluded.name, host = excluded.host, pid = excluded.pid,
+active = excluded.active, interval_us = excluded.interval_us, reclaim_after_us = excluded.reclaim_after_us, updated = excluded.updated`,
+		`DELETE FROM ferry_distributors WHERE control_queue = ? AND updated < ?`,
+		`DELETE FROM ferry_distributors WHERE control_queue = ? AND owner = ?`,
+		`SELECT owner, name, host, pid, active, interval_us, reclaim_after_us, updated FROM ferry_distributors
+WHERE control_queue = ? ORDER BY active DESC, owner`,
+		`DELETE FROM ferry_worker_view WHERE control_queue = ?`,
+		`INSERT INTO ferry_worker_view (control_queue, worker_id, session, inbox, threads, idle, last_seen, depth, stopping, updated)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		`SELECT worker_id, session, inbox, threads, idle, last_seen, depth, stopping, updated FROM ferry_worker_view
+WHERE control_queue = ? ORDER BY worker_id`
+}
+
+// PauseSQL is the SQL of paused queues: pause (queue, paused at; an
+// earlier pause is kept), resume (queue), list.
+func (d *Dialect) PauseSQL() (pause, resume, list string) {
+	return `INSERT INTO ferry_paused (queue, paused_at) VALUES (?, ?) ON CONFLICT (queue) DO NOTHING`,
+		`DELETE FROM ferry_paused WHERE queue = ?`,
+		`SELECT queue, paused_at FROM ferry_paused ORDER BY queue`
+}
+
 // SubscriptionSQL is the SQL of subscriptions.
 func (d *Dialect) SubscriptionSQL() (subscribe, unsubscribe, list string) {
 	return `INSERT INTO ferry_subscriptions (message_type, queue_uri, created_at) VALUES (?, ?, ?)
