@@ -188,7 +188,8 @@ func (w *Worker) send(ctx context.Context, body any) error {
 	w.mu.Lock()
 	w.lastSent = time.Now()
 	w.mu.Unlock()
-	return w.ep.Send(ctx, body, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.cfg.AvailabilityInterval)), bus.Priority(0))
+	// Control traffic is not traced: soft state, renewed all the time.
+	return w.ep.Send(role.Untraced(ctx), body, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.cfg.AvailabilityInterval)), bus.Priority(0))
 }
 
 // sendBatch posts several control messages in one statement.
@@ -196,7 +197,7 @@ func (w *Worker) sendBatch(ctx context.Context, bodies []any) error {
 	w.mu.Lock()
 	w.lastSent = time.Now()
 	w.mu.Unlock()
-	return w.ep.SendBatch(ctx, bodies, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.cfg.AvailabilityInterval)))
+	return w.ep.SendBatch(role.Untraced(ctx), bodies, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.cfg.AvailabilityInterval)))
 }
 
 func (w *Worker) threadsIdle(threads []int) {
