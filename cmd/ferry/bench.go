@@ -51,6 +51,8 @@ type benchOptions struct {
 	// it for the last worker (or endpoint), to measure shares by speed.
 	handlerDelay time.Duration
 	slowWorker   float64
+	// trace turns tracing on: every span recorded, none exported.
+	trace bool
 }
 
 // BenchResult is what `ferry bench --json` prints.
@@ -79,6 +81,8 @@ type BenchResult struct {
 	// Shares maps each worker (or direct endpoint) to its fraction of the
 	// handled messages.
 	Shares map[string]float64 `json:"shares,omitempty"`
+	// Traced says every message was traced (--trace).
+	Traced bool `json:"traced,omitempty"`
 }
 
 func (a *app) benchCmd() *cobra.Command {
@@ -112,6 +116,9 @@ file; a postgres:// database gets a fresh schema, dropped afterwards.`,
 			}
 			if o.rate > 0 && o.mode == "raw" {
 				return usagef("bench: --mode raw measures --drain only")
+			}
+			if o.mode == "raw" && o.trace {
+				return usagef("bench: --trace traces endpoints: not with --mode raw")
 			}
 			if o.slowWorker != 0 && (o.slowWorker < 1 || o.handlerDelay <= 0) {
 				return usagef("bench: --slow-worker needs a factor of at least 1 and a --handler-delay")
@@ -153,6 +160,7 @@ file; a postgres:// database gets a fresh schema, dropped afterwards.`,
 	f.BoolVar(&o.checkpoint, "checkpoint", false, "with --drain: checkpoint the database after the preload (PostgreSQL CHECKPOINT, SQLite wal_checkpoint), so the timed part does not share the disk with writing the preload out")
 	f.DurationVar(&o.handlerDelay, "handler-delay", 0, "how long each handler takes (sleeps)")
 	f.Float64Var(&o.slowWorker, "slow-worker", 0, "the last worker's (or endpoint's) handler takes FACTOR times --handler-delay")
+	f.BoolVar(&o.trace, "trace", false, "trace every message (OpenTelemetry, always sampled, exported nowhere), to measure what tracing costs")
 	f.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process to FILE (go tool pprof)")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
@@ -187,6 +195,9 @@ func (a *app) printBench(r *BenchResult) error {
 	}
 	if r.SlowWorker != "" {
 		fmt.Fprintf(tw, "slow worker\t%s (%.1fx)\n", r.SlowWorker, r.SlowFactor)
+	}
+	if r.Traced {
+		fmt.Fprintf(tw, "tracing\ton: every message, always sampled, exported nowhere\n")
 	}
 	if len(r.Shares) > 0 {
 		names := slices.Sorted(maps.Keys(r.Shares))
@@ -282,10 +293,12 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	for i := 1; i < len(body)-1; i++ {
 		body[i] = 'x'
 	}
-	res := &BenchResult{Mode: o.mode, Store: storeName, Workers: o.workers, Threads: o.threads}
+	res := &BenchResult{Mode: o.mode, Store: storeName, Workers: o.workers, Threads: o.threads, Traced: o.trace}
 	if o.mode == "raw" {
 		return a.benchRaw(ctx, store, o, body, res)
 	}
+	tp, untrace := benchTracing(o.trace)
+	defer untrace()
 
 	var (
 		handled atomic.Int64
@@ -325,7 +338,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 		return m
 	}
 	mux := muxFor(-1)
-	client, err := bus.New(ctx, conns, bus.Config{Name: "bench-client", Logger: log}, mux)
+	client, err := bus.New(ctx, conns, bus.Config{Name: "bench-client", Logger: log, TracerProvider: tp}, mux)
 	if err != nil {
 		return nil, err
 	}
@@ -365,7 +378,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	case "direct":
 		for i := range o.workers {
 			names[i] = fmt.Sprintf("direct-%d", i)
-			ep, err := bus.New(ctx, conns, bus.Config{Name: names[i], Logger: log,
+			ep, err := bus.New(ctx, conns, bus.Config{Name: names[i], Logger: log, TracerProvider: tp,
 				Inbox: &bus.InboxConfig{WorkQueue: inbox.URI(), ErrorQueue: errq, Threads: o.threads, Prefetch: o.prefetch}}, muxFor(i))
 			if err != nil {
 				return nil, err
@@ -380,7 +393,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 		for i := range o.workers {
 			id := fmt.Sprintf("w%d", i)
 			names[i] = id
-			w, err := worker.New(ctx, conns, bus.Config{Name: id, Logger: log,
+			w, err := worker.New(ctx, conns, bus.Config{Name: id, Logger: log, TracerProvider: tp,
 				Inbox: &bus.InboxConfig{WorkQueue: "sql://default/bench-worker-" + id, ErrorQueue: errq, Threads: o.threads, Prefetch: o.prefetch}},
 				muxFor(i), worker.Config{ID: id, DistributorControlQueue: "sql://default/bench-control", AvailabilityInterval: 5 * time.Second})
 			if err != nil {
@@ -398,7 +411,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 			Name: "bench", Inbox: bus.InboxConfig{WorkQueue: inbox.URI(), ErrorQueue: errq},
 			Distribute: true, DistributeSendCount: o.sendCount,
 			ControlInbox: bus.InboxConfig{WorkQueue: "sql://default/bench-control", ErrorQueue: errq},
-			Logger:       log,
+			Logger:       log, TracerProvider: tp,
 		}, nil)
 		if err != nil {
 			return nil, err
