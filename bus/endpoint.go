@@ -25,6 +25,7 @@ import (
 
 	"github.com/ferrybus/ferry/internal/role"
 	"github.com/ferrybus/ferry/queue"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // InboxConfig configures an endpoint's inbox.
@@ -106,6 +107,9 @@ type Config struct {
 	// distributor): their hooks into its threads. Its type is internal to
 	// ferry, so other code leaves it nil.
 	Role *role.Hooks
+	// TracerProvider, when set, traces every message the endpoint sends and
+	// handles (OpenTelemetry; see trace.go). Nil: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // Stats counts what an endpoint's inbox did since it started.
@@ -177,6 +181,7 @@ type Endpoint struct {
 	events         eventHub    // subscribers of Events
 	obs            observers   // AddObserver
 	live           liveInbox   // settings changed while running (reconfigure.go)
+	tr             *tracing    // nil: tracing off
 }
 
 type inflight struct {
@@ -186,6 +191,8 @@ type inflight struct {
 	renewed  time.Time
 	started  bool // a handler has it; until then it waits in the prefetch buffer
 	released bool // settled or given back: nobody may handle it any more
+
+	span trace.Span // the handle span while traced
 }
 
 // New validates cfg, resolves its queues and returns an endpoint ready to Start.
@@ -196,7 +203,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 	if mux == nil {
 		mux = NewMux()
 	}
-	e := &Endpoint{cfg: cfg, conns: conns, mux: mux, ser: cfg.Serializer, log: cfg.Logger, queues: map[string]queue.Queue{}}
+	e := &Endpoint{cfg: cfg, conns: conns, mux: mux, ser: cfg.Serializer, log: cfg.Logger, queues: map[string]queue.Queue{}, tr: newTracing(cfg.TracerProvider)}
 	if e.ser == nil {
 		e.ser = JSON{}
 	}

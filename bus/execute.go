@@ -159,7 +159,8 @@ func (e *Endpoint) process(d queue.Delivery) {
 		return
 	}
 	e.stats.received.Add(1)
-	ctx := e.hctx
+	ctx, end := e.traceHandle(e.hctx, d, f)
+	defer end()
 	j := &job{d: d}
 	for _, check := range e.checks {
 		if !check(ctx, j) {

@@ -57,6 +57,7 @@ func (e *Endpoint) fail(d queue.Delivery, env *Envelope, kind string, cause erro
 	if kind != KindExpired {
 		e.count(EventFailed, d, kind, text)
 	}
+	e.traceFailed(d, kind, text)
 	dec := e.rec.Load().decide(d.Type, kind, text)
 	if d.HeadersErr != nil && dec.action == ActionRetry {
 		// Stored headers that cannot be decoded stay so: a retry would only

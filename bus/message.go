@@ -48,6 +48,12 @@ func (m *Message) add(ctx context.Context, kind sendKind, body any, opts []SendO
 	if err != nil {
 		return err
 	}
+	// Written only when the handler returns: its span ends here, when
+	// the message is made.
+	endSends(out, nil)
+	for i := range out {
+		out[i].span = nil
+	}
 	m.mu.Lock()
 	m.out = append(m.out, out...)
 	m.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/queue"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // DefaultMaxSendBodyBytes is the send limit on body size when
@@ -188,6 +189,7 @@ func (s *subscriptions) invalidate() {
 type outgoing struct {
 	env  *Envelope
 	dest queue.Queue
+	span trace.Span // the send span, on the first outgoing of a traced message
 }
 
 // build makes the envelope of a message sent by this endpoint, while
@@ -219,6 +221,7 @@ func (e *Endpoint) build(parent *Envelope, body any, opts []SendOption) (*Envelo
 	}
 	if parent != nil {
 		env.Headers = parent.userHeaders()
+		dropTraceContext(env.Headers)
 		env.CorrelationID = parent.CorrelationID
 		env.CausationID = parent.ID
 		env.Priority = parent.Priority
@@ -300,8 +303,10 @@ func (e *Endpoint) replyDest(ctx context.Context, parent *Envelope) ([]queue.Que
 	return []queue.Queue{q}, nil
 }
 
-// enqueue writes outgoing messages, in tx when it is not nil.
-func enqueue(ctx context.Context, tx queue.Execer, out []outgoing) error {
+// enqueue writes outgoing messages, in tx when it is not nil, and ends
+// their send spans.
+func enqueue(ctx context.Context, tx queue.Execer, out []outgoing) (err error) {
+	defer func() { endSends(out, err) }()
 	// One statement per destination queue.
 	byQueue := map[queue.Queue][]queue.Message{}
 	var order []queue.Queue
@@ -378,6 +383,11 @@ func (e *Endpoint) prepare(ctx context.Context, kind sendKind, parent *Envelope,
 	for i, d := range dests {
 		out[i] = outgoing{env: env, dest: d}
 	}
+	if span := e.traceSend(ctx, kind, env, dests); span != nil && len(out) > 0 {
+		out[0].span = span
+	} else if span != nil {
+		span.End() // a publish to no subscriber
+	}
 	return out, nil
 }
 
@@ -445,6 +455,7 @@ func (e *Endpoint) SendBatch(ctx context.Context, bodies []any, opts ...SendOpti
 	for _, b := range bodies {
 		o, err := e.prepare(ctx, kindSend, nil, b, opts)
 		if err != nil {
+			endSends(out, err)
 			return err
 		}
 		out = append(out, o...)

@@ -176,8 +176,8 @@ func (d *Distributor) move(ctx context.Context, t turn, fails *moveFailures) mov
 		d.reg.release(a.worker)
 		return moveResult{}
 	}
-	n, err := d.inbox.MoveReadyFenced(ctx, dst, limit, map[string]string{
-		HeaderDistributedTo: a.inbox, bus.HeaderReturnTo: d.inbox.URI()}, d.fence(), t.handoff)
+	n, err := d.moveReady(ctx, dst, limit, map[string]string{
+		HeaderDistributedTo: a.inbox, bus.HeaderReturnTo: d.inbox.URI()}, t.handoff, a.worker)
 	if d.hooks.afterMove != nil {
 		d.hooks.afterMove(n, err)
 	}

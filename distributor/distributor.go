@@ -28,6 +28,7 @@ import (
 	"github.com/ferrybus/ferry/bus"
 	rolehooks "github.com/ferrybus/ferry/internal/role" // the distributor has a type role
 	"github.com/ferrybus/ferry/queue"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Headers the distributor stamps on the messages it moves to a worker.
@@ -70,6 +71,11 @@ type Config struct {
 	ViewInterval time.Duration
 	// Logger receives the distributor's events. Default slog.Default().
 	Logger *slog.Logger
+	// TracerProvider, when set, traces the moves to workers (a distribute
+	// span per message, see trace.go) and the inbox's endpoint when it
+	// handles messages here. The control inbox is not traced: workers'
+	// announcements are soft state. Nil: no tracing, at no cost.
+	TracerProvider trace.TracerProvider
 }
 
 // testHooks let tests interleave the loops with control messages deterministically.
@@ -119,6 +125,7 @@ type Distributor struct {
 	expiredEvery time.Duration
 
 	hooks testHooks
+	tr    *tracing // nil: tracing off
 
 	// sendCount is DistributeSendCount as in force: SetDistributeSendCount
 	// changes it live (reconfigure.go).
@@ -171,6 +178,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	d := &Distributor{
 		cfg: cfg, conns: conns, log: log.With("distributor", cfg.Name),
 		reg: newRegistry(), owner: bus.NewID(), expiredEvery: 10 * time.Second, activated: make(chan struct{}, 1),
+		tr: newTracing(cfg.TracerProvider),
 	}
 	d.sendCount.Store(int64(cfg.DistributeSendCount))
 
@@ -200,7 +208,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	if !cfg.Distribute {
 		// Handle locally only while no worker thread is available.
 		gate := &rolehooks.Hooks{Gate: func() bool { return d.reg.count(time.Now()) == 0 }}
-		d.local, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name, Inbox: &inboxCfg, Logger: cfg.Logger, Role: gate}, mux)
+		d.local, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name, Inbox: &inboxCfg, Logger: cfg.Logger, Role: gate, TracerProvider: cfg.TracerProvider}, mux)
 		if err != nil {
 			return nil, fmt.Errorf("distributor %q: %w", cfg.Name, err)
 		}

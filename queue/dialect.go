@@ -149,6 +149,11 @@ type dialect interface {
 	// queue) when notifies is set; it counts the move as a delivery
 	// (attempts + 1), as the receive it replaces would have.
 	MoveHandoff() (query string, notifies bool)
+	// MoveReturning is MoveReady (fenced or not) or, with handoff,
+	// MoveHandoff, returning one row (message_id, headers) per moved row,
+	// headers as moved, instead of a count: the same arguments, and it
+	// wakes dst where they do.
+	MoveReturning(fenced, handoff bool) string
 	// ReceiveGiven reads, without writing, the rows handed over to a lease
 	// token: (queue, lease token, now, ids to skip, limit), returning
 	// deliveryColumns in receive order.
@@ -196,7 +201,7 @@ type dialect interface {
 	LockSQL() (acquire, acquireTakeOver, unlock, held string)
 	// FenceRowsSQL is the fenced move row by row, in one transaction:
 	// check (lock name, token; a row while held), pick (queue, now, limit;
-	// id and headers, locked), moveRow (dst queue, headers, id).
+	// id, message_id and headers, locked), moveRow (dst queue, headers, id).
 	FenceRowsSQL() (check, pick, moveRow string)
 	// WorkerSQL is the SQL of WorkerRecords: record (control queue, worker
 	// id, session, inbox, last seen), list (control queue), forget

@@ -30,27 +30,41 @@ import (
 // then arrive unleased whatever the handoff, as they do from the row by
 // row move that a row with malformed headers falls back to.
 func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence, handoff Handoff) (int, error) {
+	n, _, err := q.moveReadyFenced(ctx, dst, limit, setHeaders, fence, handoff, false)
+	return n, err
+}
+
+// MoveReadyFencedRows is MoveReadyFenced returning the moved messages: the
+// moving statement reads them back itself (RETURNING), so it costs no
+// round trip more.
+func (q *sqlQueue) MoveReadyFencedRows(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence, handoff Handoff) ([]Moved, error) {
+	_, moved, err := q.moveReadyFenced(ctx, dst, limit, setHeaders, fence, handoff, true)
+	return moved, err
+}
+
+// moveReadyFenced is the fenced move; with rows it returns the moved rows.
+func (q *sqlQueue) moveReadyFenced(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence, handoff Handoff, rows bool) (int, []Moved, error) {
 	if limit <= 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	if handoff.Token != 0 && handoff.For <= 0 {
-		return 0, q.errorf("move to "+dst.URI(), fmt.Errorf("handoff lease must be positive, got %s", handoff.For))
+		return 0, nil, q.errorf("move to "+dst.URI(), fmt.Errorf("handoff lease must be positive, got %s", handoff.For))
 	}
 	same := q.local(dst)
 	if same == nil || fence.store != q.store {
 		held, err := fence.Held(ctx)
 		if err != nil {
-			return 0, q.errorf("move to "+dst.URI(), err)
+			return 0, nil, q.errorf("move to "+dst.URI(), err)
 		}
 		if !held {
-			return 0, q.errorf("move to "+dst.URI(), ErrFenced)
+			return 0, nil, q.errorf("move to "+dst.URI(), ErrFenced)
 		}
 		// Across databases the move re-enqueues, so the count starts afresh.
-		return q.MoveReady(ctx, dst, limit, setHeaders)
+		return q.moveReady(ctx, dst, limit, setHeaders, rows)
 	}
 	patch, err := encodeHeaders(setHeaders)
 	if err != nil {
-		return 0, q.errorf("move to "+dst.URI(), err)
+		return 0, nil, q.errorf("move to "+dst.URI(), err)
 	}
 	now := time.Now()
 	// The plain fenced move and the handoff differ only in their statement
@@ -61,6 +75,25 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 		query, notifies = q.store.q.moveHandoff, q.store.q.handoffNotifies
 		args = []any{same.name, handoff.Token, micros(now.Add(handoff.For)), patch, q.name, micros(now), limit, fence.name, fence.token}
 	}
+	if rows {
+		query = q.store.q.moveFencedRet
+		if handoff.Token != 0 {
+			query = q.store.q.moveHandoffRet
+		}
+		if notifies {
+			args = append(args, q.store.channel, same.name)
+		}
+		moved, err := q.store.queryMoved(ctx, query, args...)
+		if q.store.d.IsMalformedJSON(err) {
+			_, moved, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence)
+		} else if err == nil && len(moved) > 0 {
+			q.store.woke(ctx, same.name, notifies)
+		}
+		if err != nil {
+			return 0, nil, q.errorf("move to "+dst.URI(), err)
+		}
+		return len(moved), moved, nil
+	}
 	var n int
 	if notifies {
 		q.store.ops.Add(1)
@@ -68,12 +101,12 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 		err := q.store.consumeQueryRow(ctx, query, append(args, q.store.channel, same.name)...).Scan(&n)
 		q.store.failed(ctx, err)
 		if q.store.d.IsMalformedJSON(err) {
-			n, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence)
+			n, _, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence)
 		} else if err == nil {
 			q.store.wrote(int64(n))
 		}
 		if err != nil {
-			return 0, q.errorf("move to "+dst.URI(), err)
+			return 0, nil, q.errorf("move to "+dst.URI(), err)
 		}
 		if n > 0 {
 			q.store.signals.fire(same.name)
@@ -82,11 +115,11 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 		res, err := q.store.execConsume(ctx, query, args...)
 		switch {
 		case q.store.d.IsMalformedJSON(err):
-			if n, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence); err != nil {
-				return 0, q.errorf("move to "+dst.URI(), err)
+			if n, _, err = q.moveFencedRows(ctx, same, limit, setHeaders, fence); err != nil {
+				return 0, nil, q.errorf("move to "+dst.URI(), err)
 			}
 		case err != nil:
-			return 0, q.errorf("move to "+dst.URI(), err)
+			return 0, nil, q.errorf("move to "+dst.URI(), err)
 		default:
 			m, _ := res.RowsAffected()
 			n = int(m)
@@ -97,7 +130,7 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 	}
 	// Nothing moved may mean a lost lock: the holder learns it at its next
 	// renewal, and meanwhile moves nothing, which is all the fence is for.
-	return n, nil
+	return n, nil, nil
 }
 
 // moveFencedRows is the fenced move row by row, for when the bulk statement
@@ -106,12 +139,12 @@ func (q *sqlQueue) MoveReadyFenced(ctx context.Context, dst Queue, limit int, se
 // decoded moves with them untouched, byte for byte, for its receiver to park
 // as a decode failure. One transaction: the fence is checked in it, with the
 // rows locked.
-func (q *sqlQueue) moveFencedRows(ctx context.Context, dst *sqlQueue, limit int, setHeaders map[string]string, fence Fence) (int, error) {
+func (q *sqlQueue) moveFencedRows(ctx context.Context, dst *sqlQueue, limit int, setHeaders map[string]string, fence Fence) (int, []Moved, error) {
 	s := q.store
 	defer s.lockWrites()()
 	tx, err := s.consume.BeginTxx(ctx, nil)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer tx.Rollback()
 	s.ops.Add(1)
@@ -120,41 +153,45 @@ func (q *sqlQueue) moveFencedRows(ctx context.Context, dst *sqlQueue, limit int,
 	s.failed(ctx, err)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
-		return 0, nil // the lock changed hands: move nothing
+		return 0, nil, nil // the lock changed hands: move nothing
 	case err != nil:
-		return 0, fmt.Errorf("fence: %w", err)
+		return 0, nil, fmt.Errorf("fence: %w", err)
 	}
 	var rows []struct {
-		ID      int64  `db:"id"`
-		Headers string `db:"headers"`
+		ID        int64  `db:"id"`
+		MessageID string `db:"message_id"`
+		Headers   string `db:"headers"`
 	}
 	s.ops.Add(1)
 	if err := tx.SelectContext(ctx, &rows, s.q.fencePick, q.name, micros(time.Now()), limit); err != nil {
 		s.failed(ctx, err)
-		return 0, fmt.Errorf("pick rows: %w", err)
+		return 0, nil, fmt.Errorf("pick rows: %w", err)
 	}
-	for _, r := range rows {
+	moved := make([]Moved, len(rows))
+	for i, r := range rows {
 		headers := r.Headers
+		moved[i].MessageID = r.MessageID
 		if h, err := decodeHeaders(r.Headers); err == nil {
 			merged := make(map[string]string, len(h)+len(setHeaders))
 			maps.Copy(merged, h)
 			maps.Copy(merged, setHeaders)
 			if headers, err = encodeHeaders(merged); err != nil {
-				return 0, err
+				return 0, nil, err
 			}
+			moved[i].Headers = merged
 		}
 		s.ops.Add(1)
 		if _, err := tx.ExecContext(ctx, s.q.fenceMoveRow, dst.name, headers, r.ID); err != nil {
 			s.failed(ctx, err)
-			return 0, fmt.Errorf("move row %d: %w", r.ID, err)
+			return 0, nil, fmt.Errorf("move row %d: %w", r.ID, err)
 		}
 		s.wrote(1)
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if len(rows) > 0 {
 		s.notify(ctx, dst.name)
 	}
-	return len(rows), nil
+	return len(rows), moved, nil
 }

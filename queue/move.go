@@ -50,13 +50,33 @@ func (q *sqlQueue) Move(ctx context.Context, d Delivery, dst Queue, headers map[
 // Move, they start afresh in dst: not leased (the holder of a lease that had
 // ended can no longer ack, extend or release them), attempt count zero.
 func (q *sqlQueue) MoveReady(ctx context.Context, dst Queue, limit int, setHeaders map[string]string) (int, error) {
+	n, _, err := q.moveReady(ctx, dst, limit, setHeaders, false)
+	return n, err
+}
+
+// moveReady is MoveReady; with rows it also returns the moved rows.
+func (q *sqlQueue) moveReady(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, rows bool) (int, []Moved, error) {
 	if limit <= 0 {
-		return 0, nil
+		return 0, nil, nil
 	}
 	if same := q.local(dst); same != nil {
 		patch, err := encodeHeaders(setHeaders)
 		if err != nil {
-			return 0, q.errorf("move to "+dst.URI(), err)
+			return 0, nil, q.errorf("move to "+dst.URI(), err)
+		}
+		if rows {
+			args := []any{same.name, patch, q.name, micros(time.Now()), limit}
+			if q.store.q.moveNotifies {
+				args = append(args, q.store.channel, same.name)
+			}
+			moved, err := q.store.queryMoved(ctx, q.store.q.moveReadyRet, args...)
+			if err != nil {
+				return 0, nil, q.errorf("move to "+dst.URI(), err)
+			}
+			if len(moved) > 0 {
+				q.store.woke(ctx, same.name, q.store.q.moveNotifies)
+			}
+			return len(moved), moved, nil
 		}
 		if q.store.q.moveNotifies {
 			var n int
@@ -65,27 +85,27 @@ func (q *sqlQueue) MoveReady(ctx context.Context, dst Queue, limit int, setHeade
 				q.store.channel, same.name).Scan(&n)
 			q.store.failed(ctx, err)
 			if err != nil {
-				return 0, q.errorf("move to "+dst.URI(), err)
+				return 0, nil, q.errorf("move to "+dst.URI(), err)
 			}
 			q.store.wrote(int64(n))
 			if n > 0 {
 				q.store.signals.fire(same.name)
 			}
-			return n, nil
+			return n, nil, nil
 		}
 		res, err := q.store.exec(ctx, q.store.q.moveReady, same.name, patch, q.name, micros(time.Now()), limit)
 		if err != nil {
-			return 0, q.errorf("move to "+dst.URI(), err)
+			return 0, nil, q.errorf("move to "+dst.URI(), err)
 		}
 		n, _ := res.RowsAffected()
 		if n > 0 {
 			q.store.notify(ctx, same.name)
 		}
-		return int(n), nil
+		return int(n), nil, nil
 	}
 	ds, err := q.Receive(ctx, limit, time.Minute)
 	if err != nil || len(ds) == 0 {
-		return 0, err
+		return 0, nil, err
 	}
 	msgs := make([]Message, len(ds))
 	for i, d := range ds {
@@ -107,10 +127,17 @@ func (q *sqlQueue) MoveReady(ctx context.Context, dst Queue, limit int, setHeade
 		for _, d := range ds {
 			_ = q.Release(ctx, d, ReleaseOptions{Uncount: true})
 		}
-		return 0, q.errorf("move to "+dst.URI(), err)
+		return 0, nil, q.errorf("move to "+dst.URI(), err)
+	}
+	var moved []Moved
+	if rows {
+		moved = make([]Moved, len(msgs))
+		for i, m := range msgs {
+			moved[i] = Moved{MessageID: m.MessageID, Headers: m.Headers}
+		}
 	}
 	if err := q.Ack(ctx, ds...); err != nil {
-		return len(ds), err
+		return len(ds), moved, err
 	}
-	return len(ds), nil
+	return len(ds), moved, nil
 }

@@ -115,6 +115,16 @@ type Handoff struct {
 	For time.Duration
 }
 
+// Moved is one message as a move left it, for callers that follow each
+// moved message on (tracing reads its trace context from the headers).
+type Moved struct {
+	// MessageID is the message's id (the envelope id).
+	MessageID string
+	// Headers are its headers after the move; nil when they could not be
+	// decoded (written by a producer other than ferry).
+	Headers map[string]string
+}
+
 // Queue is one named queue: every operation ferry performs on a queue, in
 // small interfaces by role. Its methods are safe for concurrent use. A store
 // implementation provides all of it and proves so with the contract suite in
@@ -205,6 +215,11 @@ type Mover interface {
 	// arrive leased to handoff.Token within the same statement, where dst
 	// is in this database (see Handoff).
 	MoveReadyFenced(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence, handoff Handoff) (int, error)
+	// MoveReadyFencedRows is MoveReadyFenced that also returns the moved
+	// messages, one per message moved, read back by the moving statement
+	// itself (RETURNING) where dst is in this database. MoveReadyFenced
+	// reads nothing back.
+	MoveReadyFencedRows(ctx context.Context, dst Queue, limit int, setHeaders map[string]string, fence Fence, handoff Handoff) ([]Moved, error)
 	// MoveRows moves the rows with the given ids (Delivery.ID) that are not
 	// leased to dst, in batches, and returns how many it moved.
 	MoveRows(ctx context.Context, rowIDs []int64, dst Queue, opts BulkOptions) (int, error)

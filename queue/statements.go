@@ -19,6 +19,8 @@ type statements struct {
 	// receiveGiven the receiver's read of them (see dialect.MoveHandoff).
 	moveHandoff, receiveGiven string
 	handoffNotifies           bool
+	// The moves that return the moved rows (dialect.MoveReturning).
+	moveReadyRet, moveFencedRet, moveHandoffRet string
 
 	extend, release, moveOne, markStarted, ackOne, releaseLeased string
 
@@ -47,6 +49,7 @@ func newStatements(d dialect) statements {
 	st.moveFenced, st.fencedNotifies = d.MoveReady(true)
 	st.moveHandoff, st.handoffNotifies = d.MoveHandoff()
 	st.receiveGiven = d.ReceiveGiven()
+	st.moveReadyRet, st.moveFencedRet, st.moveHandoffRet = d.MoveReturning(false, false), d.MoveReturning(true, false), d.MoveReturning(true, true)
 	if st.ackMaxPairs == 0 {
 		st.ack = d.Ack(0)
 	}

@@ -198,7 +198,8 @@ func (w *Worker) send(ctx context.Context, body any) error {
 	w.mu.Lock()
 	w.lastSent = time.Now()
 	w.mu.Unlock()
-	return w.ep.Send(ctx, body, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.AvailabilityInterval())), bus.Priority(0))
+	// Control traffic is not traced: soft state, renewed all the time.
+	return w.ep.Send(role.Untraced(ctx), body, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.AvailabilityInterval())), bus.Priority(0))
 }
 
 // sendBatch posts several control messages in one statement.
@@ -206,7 +207,7 @@ func (w *Worker) sendBatch(ctx context.Context, bodies []any) error {
 	w.mu.Lock()
 	w.lastSent = time.Now()
 	w.mu.Unlock()
-	return w.ep.SendBatch(ctx, bodies, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.AvailabilityInterval())))
+	return w.ep.SendBatch(role.Untraced(ctx), bodies, bus.To(w.control), bus.ExpiresIn(control.Lifetime(w.AvailabilityInterval())))
 }
 
 func (w *Worker) threadsIdle(threads []int) {

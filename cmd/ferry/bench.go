@@ -57,6 +57,8 @@ type benchOptions struct {
 	// metrics registers what runs with a metrics.Metrics and scrapes it
 	// once at the end, to measure what metrics cost.
 	metrics bool
+	// trace turns tracing on: every span recorded, none exported.
+	trace bool
 }
 
 // BenchResult is what `ferry bench --json` prints.
@@ -87,6 +89,8 @@ type BenchResult struct {
 	Shares map[string]float64 `json:"shares,omitempty"`
 	// MetricsBytes is the size of the scrape at the end (--metrics).
 	MetricsBytes int `json:"metricsBytes,omitempty"`
+	// Traced says every message was traced (--trace).
+	Traced bool `json:"traced,omitempty"`
 }
 
 func (a *app) benchCmd() *cobra.Command {
@@ -120,6 +124,9 @@ file; a postgres:// database gets a fresh schema, dropped afterwards.`,
 			}
 			if o.rate > 0 && o.mode == "raw" {
 				return usagef("bench: --mode raw measures --drain only")
+			}
+			if o.mode == "raw" && o.trace {
+				return usagef("bench: --trace traces endpoints: not with --mode raw")
 			}
 			if o.slowWorker != 0 && (o.slowWorker < 1 || o.handlerDelay <= 0) {
 				return usagef("bench: --slow-worker needs a factor of at least 1 and a --handler-delay")
@@ -162,6 +169,7 @@ file; a postgres:// database gets a fresh schema, dropped afterwards.`,
 	f.DurationVar(&o.handlerDelay, "handler-delay", 0, "how long each handler takes (sleeps)")
 	f.Float64Var(&o.slowWorker, "slow-worker", 0, "the last worker's (or endpoint's) handler takes FACTOR times --handler-delay")
 	f.BoolVar(&o.metrics, "metrics", false, "collect Prometheus metrics of the endpoints, distributor, workers and store, and scrape them once at the end (compare a run without it: what metrics cost)")
+	f.BoolVar(&o.trace, "trace", false, "trace every message (OpenTelemetry, always sampled, exported nowhere), to measure what tracing costs")
 	f.StringVar(&o.profile, "cpuprofile", "", "write a CPU profile of this process to FILE (go tool pprof)")
 	f.BoolVar(&a.jsonOut, "json", false, "print JSON")
 	return cmd
@@ -196,6 +204,9 @@ func (a *app) printBench(r *BenchResult) error {
 	}
 	if r.SlowWorker != "" {
 		fmt.Fprintf(tw, "slow worker\t%s (%.1fx)\n", r.SlowWorker, r.SlowFactor)
+	}
+	if r.Traced {
+		fmt.Fprintf(tw, "tracing\ton: every message, always sampled, exported nowhere\n")
 	}
 	if len(r.Shares) > 0 {
 		names := slices.Sorted(maps.Keys(r.Shares))
@@ -294,10 +305,12 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	for i := 1; i < len(body)-1; i++ {
 		body[i] = 'x'
 	}
-	res := &BenchResult{Mode: o.mode, Store: storeName, Workers: o.workers, Threads: o.threads}
+	res := &BenchResult{Mode: o.mode, Store: storeName, Workers: o.workers, Threads: o.threads, Traced: o.trace}
 	if o.mode == "raw" {
 		return a.benchRaw(ctx, store, o, body, res)
 	}
+	tp, untrace := benchTracing(o.trace)
+	defer untrace()
 
 	var (
 		handled atomic.Int64
@@ -337,7 +350,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 		return m
 	}
 	mux := muxFor(-1)
-	client, err := bus.New(ctx, conns, bus.Config{Name: "bench-client", Logger: log}, mux)
+	client, err := bus.New(ctx, conns, bus.Config{Name: "bench-client", Logger: log, TracerProvider: tp}, mux)
 	if err != nil {
 		return nil, err
 	}
@@ -385,7 +398,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 	case "direct":
 		for i := range o.workers {
 			names[i] = fmt.Sprintf("direct-%d", i)
-			ep, err := bus.New(ctx, conns, bus.Config{Name: names[i], Logger: log,
+			ep, err := bus.New(ctx, conns, bus.Config{Name: names[i], Logger: log, TracerProvider: tp,
 				Inbox: &bus.InboxConfig{WorkQueue: inbox.URI(), ErrorQueue: errq, Threads: o.threads, Prefetch: o.prefetch}}, muxFor(i))
 			if err != nil {
 				return nil, err
@@ -403,7 +416,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 		for i := range o.workers {
 			id := fmt.Sprintf("w%d", i)
 			names[i] = id
-			w, err := worker.New(ctx, conns, bus.Config{Name: id, Logger: log,
+			w, err := worker.New(ctx, conns, bus.Config{Name: id, Logger: log, TracerProvider: tp,
 				Inbox: &bus.InboxConfig{WorkQueue: "sql://default/bench-worker-" + id, ErrorQueue: errq, Threads: o.threads, Prefetch: o.prefetch}},
 				muxFor(i), worker.Config{ID: id, DistributorControlQueue: "sql://default/bench-control", AvailabilityInterval: 5 * time.Second})
 			if err != nil {
@@ -424,7 +437,7 @@ func (a *app) bench(ctx context.Context, o benchOptions) (*BenchResult, error) {
 			Name: "bench", Inbox: bus.InboxConfig{WorkQueue: inbox.URI(), ErrorQueue: errq},
 			Distribute: true, DistributeSendCount: o.sendCount,
 			ControlInbox: bus.InboxConfig{WorkQueue: "sql://default/bench-control", ErrorQueue: errq},
-			Logger:       log,
+			Logger:       log, TracerProvider: tp,
 		}, nil)
 		if err != nil {
 			return nil, err

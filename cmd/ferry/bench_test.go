@@ -20,6 +20,7 @@ func TestBench(t *testing.T) {
 			{"--mode", "raw", "--drain", "300", "--threads", "2", "--checkpoint"},
 			{"--mode", "direct", "--drain", "300", "--workers", "2", "--threads", "2", "--depth", "200", "--checkpoint"},
 			{"--mode", "distributed", "--drain", "300", "--workers", "2", "--threads", "2", "--send-count", "4"},
+			{"--mode", "distributed", "--drain", "300", "--workers", "2", "--threads", "2", "--send-count", "4", "--trace"},
 			{"--mode", "distributed", "--rate", "200", "--duration", "1s", "--workers", "1", "--threads", "2"},
 			{"--mode", "distributed", "--drain", "300", "--workers", "2", "--threads", "2", "--handler-delay", "1ms", "--slow-worker", "2"},
 			{"--mode", "distributed", "--drain", "300", "--workers", "2", "--threads", "2", "--metrics"},

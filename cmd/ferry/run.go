@@ -15,6 +15,7 @@ import (
 	"github.com/ferrybus/ferry/queue"
 	"github.com/ferrybus/ferry/worker"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/trace"
 )
 
 func (a *app) runCmd() *cobra.Command {
@@ -70,12 +71,17 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 	for _, w := range cfg.WarningsFor(name) {
 		log.Warn("doubtful configuration", "file", cfg.File(), "key", w.Key, "problem", w.Msg)
 	}
+	tr, err := a.tracing(ctx, name, id, log)
+	if err != nil {
+		return err
+	}
+	defer closeTracing(tr, log)
 	// Until here nothing needs stopping: a signal ends the process as usual.
 	ctx, release := onStopSignals(ctx, log)
 	defer release()
 	hup, releaseHup := onReloadSignal() // from here on SIGHUP reloads, never kills (reload.go)
 	defer releaseHup()
-	r, conns, err := a.startRetrying(ctx, cfg, &ep, name, id, log)
+	r, conns, err := a.startRetrying(ctx, cfg, &ep, name, id, log, tr.Provider())
 	if err != nil {
 		return err
 	}
@@ -120,10 +126,10 @@ const closeTimeout = 5 * time.Second
 // at start as it does one later). It returns a nil runner when ctx ended
 // first (a stop signal). Errors that are not about reaching a database
 // (configuration, schema) end it at once.
-func (a *app) startRetrying(ctx context.Context, cfg *config.Config, ep *config.Endpoint, name, id string, log *slog.Logger) (runner, *queue.Connections, error) {
+func (a *app) startRetrying(ctx context.Context, cfg *config.Config, ep *config.Endpoint, name, id string, log *slog.Logger, tp trace.TracerProvider) (runner, *queue.Connections, error) {
 	wait := startRetryMin
 	for attempt := 1; ; attempt++ {
-		r, conns, err := a.start(ctx, cfg, ep, name, id, log)
+		r, conns, err := a.start(ctx, cfg, ep, name, id, log, tp)
 		if err == nil {
 			if attempt > 1 {
 				log.Info("database reachable; endpoint started", "attempts", attempt)
@@ -146,8 +152,9 @@ func (a *app) startRetrying(ctx context.Context, cfg *config.Config, ep *config.
 	}
 }
 
-// start opens the connections and builds and starts the endpoint of its role.
-func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint, name, id string, log *slog.Logger) (_ runner, _ *queue.Connections, err error) {
+// start opens the connections and builds and starts the endpoint of its
+// role, traced with tp (nil: not traced).
+func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint, name, id string, log *slog.Logger, tp trace.TracerProvider) (_ runner, _ *queue.Connections, err error) {
 	conns, err := a.connections(ctx, cfg, log)
 	if err != nil {
 		return nil, nil, err
@@ -160,7 +167,9 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 	mux, https := buildMuxLive(ep.Handlers, id, log) // reload.go: the http handlers change live
 	switch {
 	case ep.ControlInbox != nil:
-		d, err := distributor.New(ctx, conns, ep.DistributorConfig(name, log), mux)
+		dcfg := ep.DistributorConfig(name, log)
+		dcfg.TracerProvider = tp
+		d, err := distributor.New(ctx, conns, dcfg, mux)
 		if err != nil {
 			return nil, nil, endpointErr(cfg, name, err)
 		}
@@ -169,7 +178,9 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		}
 		return running{d, https}, conns, nil
 	case ep.Worker != nil:
-		w, err := worker.New(ctx, conns, ep.BusConfig(id, cfg.Routes, log), mux, ep.WorkerConfig(id))
+		bcfg := ep.BusConfig(id, cfg.Routes, log)
+		bcfg.TracerProvider = tp
+		w, err := worker.New(ctx, conns, bcfg, mux, ep.WorkerConfig(id))
 		if err != nil {
 			return nil, nil, endpointErr(cfg, name, err)
 		}
@@ -178,7 +189,9 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		}
 		return running{w, https}, conns, nil
 	default:
-		e, err := bus.New(ctx, conns, ep.BusConfig(id, cfg.Routes, log), mux)
+		bcfg := ep.BusConfig(id, cfg.Routes, log)
+		bcfg.TracerProvider = tp
+		e, err := bus.New(ctx, conns, bcfg, mux)
 		if err != nil {
 			return nil, nil, endpointErr(cfg, name, err)
 		}

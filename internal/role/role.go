@@ -4,7 +4,10 @@
 // cannot set bus.Config's Role field.
 package role
 
-import "time"
+import (
+	"context"
+	"time"
+)
 
 // Hooks let a role follow and steer an endpoint's threads. A role passes
 // them in bus.Config.Role; each func it sets is optional and must not
@@ -53,4 +56,19 @@ type Hooks struct {
 	// to come back only when its lease ends. worker.New replaces it with
 	// the crash of the whole worker (no Stopping, no more announcements).
 	Abandon func()
+}
+
+// untracedKey marks a context whose sends are ferry's own control traffic.
+type untracedKey struct{}
+
+// Untraced returns ctx marked so that what an endpoint sends with it gets
+// no trace span (a worker's announcements: soft state, renewed all the time).
+func Untraced(ctx context.Context) context.Context {
+	return context.WithValue(ctx, untracedKey{}, true)
+}
+
+// IsUntraced reports whether ctx was marked by Untraced.
+func IsUntraced(ctx context.Context) bool {
+	v, _ := ctx.Value(untracedKey{}).(bool)
+	return v
 }

@@ -86,6 +86,33 @@ func (d *Dialect) MoveReady(fenced bool) (string, bool) {
 // in one statement.
 func (d *Dialect) MoveHandoff() (string, bool) { return dollar(handoffMoveNotify), true }
 
+// MoveReturning is the move returning the moved rows instead of their
+// count, waking dst in the same statement when any moved.
+func (d *Dialect) MoveReturning(fenced, handoff bool) string {
+	switch {
+	case handoff:
+		return dollar(returningRows(handoffMoveNotify))
+	case fenced:
+		return dollar(returningRows(fencedMoveNotify))
+	}
+	return dollar(returningRows(moveReadyNotify))
+}
+
+// returningRows turns a counting move (WITH moved AS (UPDATE … RETURNING
+// 1), counted …) into the same move returning its rows. pg_notify runs
+// once (a CTE with a volatile function is evaluated once) and only when a
+// row moved; the join is an inner one because the planner removes a LEFT
+// JOIN whose columns go unused, and the notification with it.
+func returningRows(counting string) string {
+	i := strings.Index(counting, " RETURNING 1),")
+	if i < 0 {
+		panic("postgres: not a counting move: " + counting)
+	}
+	return counting[:i] + ` RETURNING m.message_id, m.headers),
+woke AS (SELECT pg_notify(?, ?) FROM (SELECT 1 FROM moved LIMIT 1) one)
+SELECT moved.message_id, moved.headers FROM moved CROSS JOIN (SELECT COUNT(*) AS n FROM woke) w`
+}
+
 // ReceiveGiven reads the rows handed over to a lease token.
 func (d *Dialect) ReceiveGiven() string { return dollar(receiveGiven) }
 
@@ -195,7 +222,7 @@ WHERE ferry_locks.owner = excluded.owner OR ferry_locks.expires_at < ?` +
 // and the rows locked, as in the bulk statement.
 func (d *Dialect) FenceRowsSQL() (check, pick, moveRow string) {
 	return dollar(`SELECT 1 FROM ferry_locks WHERE name = ? AND token = ? FOR SHARE`),
-		dollar(`SELECT id, headers FROM ferry_messages WHERE queue = ? AND visible_at <= ? ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED`),
+		dollar(`SELECT id, message_id, headers FROM ferry_messages WHERE queue = ? AND visible_at <= ? ORDER BY priority DESC, id LIMIT ? FOR UPDATE SKIP LOCKED`),
 		dollar(`UPDATE ferry_messages SET queue = ?, lease_token = 0, headers = ? WHERE id = ?`)
 }
 

@@ -711,3 +711,139 @@ func testMoveRowsBatched(t *testing.T, h *harness) {
 		t.Errorf("deleted %d with %d statements (%v)", n, statements, err)
 	}
 }
+
+// checkMovedRows checks what MoveReadyFencedRows returned: exactly the
+// messages wantIDs (in any order), with their headers as moved (the
+// moveReadySetup headers with patch merged in).
+func checkMovedRows(t *testing.T, moved []queue.Moved, wantIDs []string, patch map[string]string) {
+	t.Helper()
+	got := make([]string, len(moved))
+	for i, m := range moved {
+		got[i] = m.MessageID
+		n, _ := strconv.Atoi(strings.TrimPrefix(m.MessageID, "mr-"))
+		wantH := map[string]string{"n": strconv.Itoa(n), "k": "orig"}
+		maps.Copy(wantH, patch)
+		if !maps.Equal(m.Headers, wantH) {
+			t.Errorf("%s: returned headers %v, want %v", m.MessageID, m.Headers, wantH)
+		}
+	}
+	slices.Sort(got)
+	want := slices.Clone(wantIDs)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("MoveReadyFencedRows returned %v, want %v", got, want)
+	}
+}
+
+// testMoveReadyFencedRows: MoveReadyFencedRows moves as MoveReadyFenced
+// does (fenced, in receive order, headers merged, the handoff leasing the
+// rows to their receiver, dst woken) and returns each moved message with
+// its headers as moved; a stale fence moves and returns nothing.
+func testMoveReadyFencedRows(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s, "worker")
+	order := moveReadySetup(t, src)
+	old, cur := takeExpiredLock(t, s, "dist")
+	patch := map[string]string{"k": "override", "via": "distributor"}
+	if moved, err := src.MoveReadyFencedRows(ctx, dst, 100, patch, s.Fence("dist", old), queue.Handoff{}); err != nil || len(moved) != 0 {
+		t.Fatalf("MoveReadyFencedRows with a stale fence = %v, %v; want none, nil", moved, err)
+	}
+	expectCount(t, dst, queue.Counts{})
+	if moved, err := src.MoveReadyFencedRows(ctx, dst, 0, patch, s.Fence("dist", cur), queue.Handoff{}); err != nil || len(moved) != 0 {
+		t.Fatalf("MoveReadyFencedRows(limit 0) = %v, %v; want none, nil", moved, err)
+	}
+	wake := dst.Wake()
+	moved, err := src.MoveReadyFencedRows(ctx, dst, 4, patch, s.Fence("dist", cur), queue.Handoff{})
+	if err != nil {
+		t.Fatalf("MoveReadyFencedRows(limit 4): %v", err)
+	}
+	checkMovedRows(t, moved, order[:4], patch)
+	checkMoved(t, dst, order[:4], patch)
+	select {
+	case <-wake:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the move did not wake dst's receivers")
+	}
+
+	// With a handoff: the rest, leased to the receiver's token.
+	moved, err = src.MoveReadyFencedRows(ctx, dst, 100, patch, s.Fence("dist", cur), queue.Handoff{Token: 77, For: time.Hour})
+	if err != nil {
+		t.Fatalf("MoveReadyFencedRows with a handoff: %v", err)
+	}
+	checkMovedRows(t, moved, order[4:], patch)
+	if given := receiveGiven(t, dst, 77, 100, nil); len(given) != len(order)-4 {
+		t.Fatalf("ReceiveGiven after the handoff returned %d, want %d", len(given), len(order)-4)
+	}
+	expectCount(t, src, queue.Counts{Deferred: 1, InFlight: 1})
+
+	// The lock in another database than the queues: the fence is checked
+	// first, and the move still returns its rows.
+	s2 := h.store(t)
+	tok := holdLock(t, s2, "dist", "a", time.Hour)
+	enqueue(t, src, queue.Message{MessageID: "mr-00010", Headers: map[string]string{"n": "10", "k": "orig"}})
+	moved, err = src.MoveReadyFencedRows(ctx, dst, 100, patch, s2.Fence("dist", tok), queue.Handoff{})
+	if err != nil {
+		t.Fatalf("MoveReadyFencedRows with the lock elsewhere: %v", err)
+	}
+	checkMovedRows(t, moved, []string{"mr-00010"}, patch)
+}
+
+// testMoveReadyFencedRowsAcrossDatabases: across databases the move
+// re-enqueues, and returns the messages it moved all the same.
+func testMoveReadyFencedRowsAcrossDatabases(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s, s2 := h.store(t), h.store(t)
+	src, dst := mustQueue(t, s, "inbox"), mustQueue(t, s2, "worker")
+	order := moveReadySetup(t, src)
+	tok := holdLock(t, s2, "dist", "a", time.Hour)
+	patch := map[string]string{"via": "distributor"}
+	moved, err := src.MoveReadyFencedRows(ctx, dst, 4, patch, s2.Fence("dist", tok), queue.Handoff{})
+	if err != nil {
+		t.Fatalf("MoveReadyFencedRows across databases: %v", err)
+	}
+	checkMovedRows(t, moved, order[:4], patch)
+	checkMoved(t, dst, order[:4], patch)
+}
+
+// testMoveReadyFencedRowsMalformedHeaders: a row with malformed stored
+// headers moves (row by row, as with MoveReadyFenced) and is returned with
+// nil headers; the others with theirs as moved.
+func testMoveReadyFencedRowsMalformedHeaders(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	src, dst := mustQueue(t, s, "src"), mustQueue(t, s, "dst")
+	enqueue(t, src, msgs("good", 3)...)
+	h.insertRawRow(t, s, "src", "bad", `{"x":"y"`)
+	tok := holdLock(t, s, "dist", "a", time.Hour)
+	moved, err := src.MoveReadyFencedRows(ctx, dst, 10, map[string]string{"h": "1"}, s.Fence("dist", tok), queue.Handoff{})
+	if err != nil || len(moved) != 4 {
+		t.Fatalf("moved %v (%v), want all 4", moved, err)
+	}
+	for _, m := range moved {
+		switch {
+		case m.MessageID == "bad" && m.Headers != nil:
+			t.Errorf("the malformed row came back with headers %v, want nil", m.Headers)
+		case m.MessageID != "bad" && m.Headers["h"] != "1":
+			t.Errorf("%s: returned headers %v, want h=1 merged", m.MessageID, m.Headers)
+		}
+	}
+	expectCount(t, dst, queue.Counts{Ready: 4})
+}
+
+// testMoveReadyFencedRowsWakesOtherHandle: the move that returns its rows
+// wakes dst's receivers in other processes, as the counting move does.
+func testMoveReadyFencedRowsWakesOtherHandle(t *testing.T, h *harness) {
+	s := h.store(t)
+	other := h.reopen(t, s)
+	src := mustQueue(t, other, "inbox")
+	enqueue(t, src, msg("moved", 0))
+	tok := holdLock(t, other, "dist", "a", time.Hour)
+	done := startWaiting(t, mustQueue(t, s, "wake"))
+	sent := time.Now()
+	moved, err := src.MoveReadyFencedRows(t.Context(), mustQueue(t, other, "wake"), 10, nil, other.Fence("dist", tok), queue.Handoff{})
+	if err != nil || len(moved) != 1 {
+		t.Fatalf("MoveReadyFencedRows = %v, %v; want 1 moved", moved, err)
+	}
+	expectWoken(t, done, sent, "moved-00000")
+}

@@ -60,6 +60,19 @@ func (d *Dialect) MoveReady(fenced bool) (string, bool) {
 // itself.
 func (d *Dialect) MoveHandoff() (string, bool) { return handoffMove, false }
 
+// MoveReturning is the move returning the moved rows (UPDATE … RETURNING,
+// SQLite 3.35 and later); it wakes nobody itself.
+func (d *Dialect) MoveReturning(fenced, handoff bool) string {
+	const returning = ` RETURNING message_id, headers`
+	switch {
+	case handoff:
+		return handoffMove + returning
+	case fenced:
+		return fencedMove + returning
+	}
+	return moveReady + returning
+}
+
 // ReceiveGiven reads the rows handed over to a lease token.
 func (d *Dialect) ReceiveGiven() string { return receiveGiven }
 
@@ -171,7 +184,7 @@ func (d *Dialect) LockSQL() (acquire, acquireTakeOver, unlock, held string) {
 // BEGIN, keeps the fence and the rows still.
 func (d *Dialect) FenceRowsSQL() (check, pick, moveRow string) {
 	return `SELECT 1 FROM ferry_locks WHERE name = ? AND token = ?`,
-		`SELECT id, headers FROM ferry_messages WHERE queue = ? AND visible_at <= ? ORDER BY priority DESC, id LIMIT ?`,
+		`SELECT id, message_id, headers FROM ferry_messages WHERE queue = ? AND visible_at <= ? ORDER BY priority DESC, id LIMIT ?`,
 		`UPDATE ferry_messages SET queue = ?, lease_token = 0, headers = ? WHERE id = ?`
 }
 
