@@ -31,6 +31,9 @@ func startAlerts(ctx context.Context, cfg *config.Config, name, id string, r run
 	}
 	var ep *bus.Endpoint
 	var dist *distributor.Distributor
+	if rr, ok := r.(running); ok { // the reloadable wrapper: look at what it runs
+		r = rr.runner
+	}
 	switch x := r.(type) {
 	case *bus.Endpoint:
 		ep = x
