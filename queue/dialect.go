@@ -180,6 +180,10 @@ type dialect interface {
 	// queue), peek (queue, after id, limit), maxID (queue), purge (queue,
 	// max id, limit), queues (now, now, now), find (queue, message ids).
 	BrowseSQL() (count, peek, maxID, purge, queues, find string)
+	// ExpungeSQL deletes a queue's rows visible since before a time (queue,
+	// before, queue, before, limit), rechecking the conditions on the rows
+	// it deletes.
+	ExpungeSQL() string
 	// RowSQL is the SQL of bulk row operations: move (dst queue, now,
 	// dropped header names, queue, ids, now), lease (token, visible until,
 	// queue, ids, now; returning deliveryColumns), deleteLeased (token,

@@ -142,6 +142,15 @@ headers = COALESCE(?, headers) WHERE id = ? AND lease_token = ?`),
 WHERE queue = ? AND lease_token <> 0 AND visible_at > ?`)
 }
 
+// ExpungeSQL is the SQL of a queue's retention: rows visible since before
+// a time, in bounded batches.
+func (d *Dialect) ExpungeSQL() string {
+	// The outer conditions are checked again on a row that changed while the
+	// statement waited for it (leased meanwhile: kept).
+	return dollar(`DELETE FROM ferry_messages WHERE queue = ? AND visible_at < ? AND id IN
+ (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at < ? ORDER BY id LIMIT ?)`)
+}
+
 // BrowseSQL is the SQL of reading queues.
 func (d *Dialect) BrowseSQL() (count, peek, maxID, purge, queues, find string) {
 	return dollar(`SELECT

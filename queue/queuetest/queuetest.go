@@ -207,6 +207,7 @@ var tests = []contractTest{
 	{name: "StoreQueues", fn: testStoreQueues},
 	{name: "Purge", fn: testPurge},
 	{name: "PurgeUnderInflow", fn: testPurgeUnderInflow},
+	{name: "Expunge", fn: testExpunge},
 	{name: "QueueNames", fn: testQueueNames},
 	{name: "QueueHandle", fn: testQueueHandle},
 	// locks.go
