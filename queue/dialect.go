@@ -210,7 +210,8 @@ type dialect interface {
 	// unsubscribe (type, queue URI), list.
 	SubscriptionSQL() (subscribe, unsubscribe, list string)
 	// HandledSQL: claim (endpoint, message id, handled at; one row affected
-	// when new), handled (endpoint, message id; a count), forget (before).
+	// when new), handled (endpoint, message id; a count), forget (before,
+	// before, limit: at most limit records).
 	HandledSQL() (claim, handled, forget string)
 	// MigrateSQL: lock (taken in the migration's transaction; "" when
 	// beginning it locks enough), create (the version table), versions,

@@ -234,7 +234,8 @@ func (d *Dialect) HandledSQL() (claim, handled, forget string) {
 	return dollar(`INSERT INTO ferry_handled (endpoint, message_id, handled_at) VALUES (?, ?, ?)
 ON CONFLICT (endpoint, message_id) DO NOTHING`),
 		dollar(`SELECT COUNT(*) FROM ferry_handled WHERE endpoint = ? AND message_id = ?`),
-		dollar(`DELETE FROM ferry_handled WHERE handled_at < ?`)
+		dollar(`DELETE FROM ferry_handled WHERE handled_at < ? AND (endpoint, message_id) IN
+ (SELECT endpoint, message_id FROM ferry_handled WHERE handled_at < ? LIMIT ?)`)
 }
 
 // MigrateSQL is the SQL of migrating. The lock is an advisory lock scoped

@@ -223,6 +223,7 @@ var tests = []contractTest{
 	{name: "ClaimHandledRollback", fn: testClaimHandledRollback, needs: TxEnqueue},
 	{name: "ClaimHandledConcurrently", fn: testClaimHandledConcurrently, needs: TxEnqueue},
 	{name: "ForgetHandled", fn: testForgetHandled, needs: TxEnqueue},
+	{name: "ForgetHandledBatched", fn: testForgetHandledBatched, needs: TxEnqueue},
 	{name: "Subscriptions", fn: testSubscriptions},
 	{name: "WorkerRecords", fn: testWorkerRecords},
 	// migrations.go

@@ -208,7 +208,8 @@ func (d *Dialect) HandledSQL() (claim, handled, forget string) {
 	return `INSERT INTO ferry_handled (endpoint, message_id, handled_at) VALUES (?, ?, ?)
 ON CONFLICT (endpoint, message_id) DO NOTHING`,
 		`SELECT COUNT(*) FROM ferry_handled WHERE endpoint = ? AND message_id = ?`,
-		`DELETE FROM ferry_handled WHERE handled_at < ?`
+		`DELETE FROM ferry_handled WHERE handled_at < ? AND (endpoint, message_id) IN
+ (SELECT endpoint, message_id FROM ferry_handled WHERE handled_at < ? LIMIT ?)`
 }
 
 // MigrateSQL is the SQL of migrating. No lock statement: the migration's
