@@ -38,6 +38,8 @@ type Config struct {
 	Routes []bus.Route `koanf:"routes"`
 	// Log sets the log level and format.
 	Log Log `koanf:"log"`
+	// HTTP configures the operations HTTP server of `ferry run` (http.go).
+	HTTP HTTPServer `koanf:"http"`
 
 	file  string          // the file Load read, for errors found later
 	given map[string]bool // key paths the file or environment set (not null)
@@ -49,6 +51,9 @@ type Log struct {
 	Level string `koanf:"level"`
 	// Format: text (tint on a terminal) or json. Default: text on a terminal, else json.
 	Format string `koanf:"format"`
+	// SummaryInterval: how often `ferry run` logs each endpoint's summary
+	// line. Default 30s (DefaultSummaryInterval); "0s": none.
+	SummaryInterval time.Duration `koanf:"summaryInterval"`
 }
 
 // Endpoint is one endpoint: a plain endpoint, a distributor (inbox with

@@ -158,6 +158,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, errorf("log.format", "%q: want text or json", c.Log.Format))
 	}
 	errs = append(errs, c.checkValues()...)
+	errs = append(errs, c.checkOps()...)
 	queueErrs, _ := c.checkQueues()
 	errs = append(errs, queueErrs...)
 	return inFile(errors.Join(errs...), c.file)
