@@ -20,6 +20,7 @@ import (
 func (a *app) runCmd() *cobra.Command {
 	var id string
 	var stopTimeout time.Duration
+	var httpFlag string
 	cmd := &cobra.Command{
 		Use:   "run ENDPOINT",
 		Short: "Run an endpoint of the configuration (a distributor, a worker or a plain endpoint) until SIGINT/SIGTERM",
@@ -37,11 +38,12 @@ replaced by --id, which is then required.`,
 			if stopTimeout < 0 {
 				return usagef("run: --stop-timeout %s is negative: want 0 (release in-flight messages at once) or more", stopTimeout)
 			}
-			return a.run(cmd.Context(), args[0], id, stopTimeout)
+			return a.run(cmd.Context(), args[0], id, stopTimeout, httpFlag, cmd.Flags().Changed("http"))
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "instance id: fills {id} in queue URIs; a worker's id (default: the endpoint name)")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long a stop may take after a stop signal: in-flight handlers may run until shortly before it")
+	cmd.Flags().StringVar(&httpFlag, "http", "", `serve /metrics, /healthz and /readyz at ADDR, overriding http.addr (":9090" is 127.0.0.1 only; "0.0.0.0:9090" every interface)`)
 	return cmd
 }
 
@@ -50,7 +52,7 @@ type runner interface {
 	Stop(ctx context.Context) error
 }
 
-func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duration) error {
+func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duration, httpFlag string, httpSet bool) error {
 	cfg, err := a.load()
 	if err != nil {
 		return err
@@ -70,6 +72,15 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 	for _, w := range cfg.WarningsFor(name) {
 		log.Warn("doubtful configuration", "file", cfg.File(), "key", w.Key, "problem", w.Msg)
 	}
+	addr, err := httpAddr(cfg, httpFlag, httpSet)
+	if err != nil {
+		return err
+	}
+	o, err := startOps(cfg, addr, log)
+	if err != nil {
+		return err
+	}
+	defer o.shutdown()
 	// Until here nothing needs stopping: a signal ends the process as usual.
 	ctx, release := onStopSignals(ctx, log)
 	defer release()
@@ -81,7 +92,9 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 		log.Info("stop signal received before the endpoint could start; exiting")
 		return nil
 	}
+	o.started(r, conns)
 	<-ctx.Done()
+	o.stopping()
 	log.Info("stop signal received; stopping (a second signal exits without waiting)", "timeout", stopTimeout)
 	if err := stopWithin(r, stopTimeout); err != nil {
 		log.Error("stop did not finish cleanly", "err", err)
@@ -149,7 +162,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 	mux := buildMux(ep.Handlers, id, log)
 	switch {
 	case ep.ControlInbox != nil:
-		d, err := distributor.New(ctx, conns, ep.DistributorConfig(name, log), mux)
+		d, err := distributor.New(ctx, conns, distributorConfig(cfg, ep, name, log), mux)
 		if err != nil {
 			return nil, nil, endpointErr(cfg, name, err)
 		}
@@ -158,7 +171,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		}
 		return d, conns, nil
 	case ep.Worker != nil:
-		w, err := worker.New(ctx, conns, ep.BusConfig(id, cfg.Routes, log), mux, ep.WorkerConfig(id))
+		w, err := worker.New(ctx, conns, busConfig(cfg, ep, id, log), mux, ep.WorkerConfig(id))
 		if err != nil {
 			return nil, nil, endpointErr(cfg, name, err)
 		}
@@ -167,7 +180,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		}
 		return w, conns, nil
 	default:
-		e, err := bus.New(ctx, conns, ep.BusConfig(id, cfg.Routes, log), mux)
+		e, err := bus.New(ctx, conns, busConfig(cfg, ep, id, log), mux)
 		if err != nil {
 			return nil, nil, endpointErr(cfg, name, err)
 		}
