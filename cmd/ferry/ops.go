@@ -105,13 +105,15 @@ func (o *ops) started(r runner, conns *queue.Connections) {
 	instrument(o.reg, r, conns)
 }
 
-// stopping marks the endpoint as stopping: /readyz fails from now on.
+// stopping marks the endpoint as stopping: /readyz fails from now on, and
+// no check touches the connections, which are about to close (a check
+// must not open a store again).
 func (o *ops) stopping() {
 	if o == nil {
 		return
 	}
 	o.mu.Lock()
-	o.r = nil
+	o.r, o.conns = nil, nil
 	o.mu.Unlock()
 }
 
@@ -148,7 +150,7 @@ func (o *ops) checkDatabase(name string) opshttp.Check {
 	return func(ctx context.Context) error {
 		_, conns := o.state()
 		if conns == nil {
-			return errors.New("not connected yet")
+			return errors.New("not connected (starting, waiting for the database, or stopping)")
 		}
 		s, err := conns.Store(ctx, name)
 		if err != nil {
