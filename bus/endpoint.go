@@ -77,6 +77,17 @@ type InboxConfig struct {
 	// MaxBodyBytes, when positive, is the largest body handled: a larger
 	// one fails with kind "oversize" without reaching a handler.
 	MaxBodyBytes int `json:"maxBodyBytes" koanf:"maxBodyBytes"`
+	// ErrorRetention, when positive, deletes the error queue's messages
+	// that have been there longer (counted from when they entered it),
+	// every minute while the endpoint runs, in bounded batches. Default 0:
+	// kept until retried or discarded.
+	ErrorRetention time.Duration `json:"errorRetention" koanf:"errorRetention"`
+	// HandledRetention is how long an idempotent inbox remembers handled
+	// message ids: older records are deleted every minute. Default 7 days
+	// (DefaultHandledRetention). The records of one database are deleted
+	// together, whichever endpoint made them: give the idempotent endpoints
+	// of a database the same retention.
+	HandledRetention time.Duration `json:"handledRetention" koanf:"handledRetention"`
 }
 
 // Config configures an Endpoint.
@@ -103,6 +114,11 @@ type Config struct {
 	// with ErrBodyTooLarge before anything is stored. Default
 	// DefaultMaxSendBodyBytes; negative is an error.
 	MaxSendBodyBytes int
+	// SummaryInterval, when positive, logs a summary line at info every
+	// interval with what the inbox handled, failed, retried and moved to
+	// the error queue since the last line, its rate and its totals; an idle
+	// inbox logs one every 10 intervals only. Default 0: no summary.
+	SummaryInterval time.Duration
 	// Role is for ferry's own roles built on an endpoint (its worker and
 	// distributor): their hooks into its threads. Its type is internal to
 	// ferry, so other code leaves it nil.
@@ -122,10 +138,16 @@ type Stats struct {
 	Expired    int64 `json:"expired"`    // found past ExpiresAt (then discarded by default)
 	Duplicates int64 `json:"duplicates"` // acked unhandled: already handled
 	Discarded  int64 `json:"discarded"`  // acked unhandled by a discard action, expired ones included
+	// Expunged counts error-queue messages deleted by ErrorRetention.
+	Expunged int64 `json:"expunged"`
+	// ForgottenHandled counts handled-id records deleted by HandledRetention
+	// (those of every endpoint of the database, see InboxConfig).
+	ForgottenHandled int64 `json:"forgottenHandled"`
 }
 
 type counters struct {
 	received, handled, failed, retried, errored, expired, duplicates, discarded atomic.Int64
+	expunged, forgotten                                                         atomic.Int64
 }
 
 // Endpoint sends messages and, with an inbox, handles them.
@@ -158,6 +180,8 @@ type Endpoint struct {
 	free      chan int              // idle thread numbers
 	threads   []chan queue.Delivery // work for each thread
 	loops     sync.WaitGroup        // receive loop
+	sideStop  context.CancelFunc    // stops the summary and retention loops
+	sides     sync.WaitGroup        // summary and retention loops
 	beats     sync.WaitGroup        // heartbeat: outlives the receive loop during Stop
 	workers   sync.WaitGroup        // threads
 	acks      *acker                // batches the threads' acks
@@ -247,6 +271,15 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 		if in.Threads < 0 {
 			return nil, fmt.Errorf("bus: endpoint %q: inbox.threads: %d is negative", cfg.Name, in.Threads)
 		}
+		if in.ErrorRetention < 0 {
+			return nil, fmt.Errorf("bus: endpoint %q: inbox.errorRetention: %s is negative", cfg.Name, in.ErrorRetention)
+		}
+		if in.HandledRetention < 0 {
+			return nil, fmt.Errorf("bus: endpoint %q: inbox.handledRetention: %s is negative", cfg.Name, in.HandledRetention)
+		}
+		if cfg.SummaryInterval < 0 {
+			return nil, fmt.Errorf("bus: endpoint %q: summaryInterval: %s is negative", cfg.Name, cfg.SummaryInterval)
+		}
 		rec, err := newRecovery(in)
 		if err != nil {
 			return nil, fmt.Errorf("bus: endpoint %q: %w", cfg.Name, err)
@@ -329,6 +362,7 @@ func (e *Endpoint) Stats() Stats {
 		Received: c.received.Load(), Handled: c.handled.Load(), Failed: c.failed.Load(),
 		Retried: c.retried.Load(), Errored: c.errored.Load(), Expired: c.expired.Load(),
 		Duplicates: c.duplicates.Load(), Discarded: c.discarded.Load(),
+		Expunged: c.expunged.Load(), ForgottenHandled: c.forgotten.Load(),
 	}
 }
 
@@ -378,6 +412,7 @@ func (e *Endpoint) Start(ctx context.Context) error {
 	e.beats.Add(1)
 	go e.receiveLoop(recvCtx)
 	go e.heartbeat(beatCtx)
+	e.startSideLoops()
 	e.started = true
 	e.log.Info("endpoint started", "inbox", e.inbox.URI(), "threads", n)
 	return nil
@@ -427,6 +462,7 @@ func (e *Endpoint) stop(ctx context.Context) error {
 	}
 	e.stopped = true
 	e.stopping.Store(true)
+	e.stopSideLoops()
 	e.recvStop()
 	e.loops.Wait() // the receive loop has handed every received message to a thread
 	// Each thread finishes what it was given and returns (reconfigure.go).
@@ -483,6 +519,7 @@ func (e *Endpoint) abandon() {
 	}
 	e.stopped = true
 	e.abandoned.Store(true)
+	e.stopSideLoops()
 	e.recvStop()
 	e.loops.Wait()
 	e.beatStop() // a crash renews nothing

@@ -7,21 +7,14 @@ import (
 	"github.com/ferrybus/ferry/queue"
 )
 
-// handledRetention is how long idempotent endpoints remember handled ids.
-const handledRetention = 7 * 24 * time.Hour
-
-// forgetEvery is how often an idempotent endpoint forgets old handled ids.
-const forgetEvery = time.Hour
-
-// heartbeat renews the leases of messages whose handlers are still running,
-// gives back messages that waited too long in the prefetch buffer, and
-// forgets old idempotence records.
+// heartbeat renews the leases of messages whose handlers are still running
+// and gives back messages that waited too long in the prefetch buffer (old
+// idempotence records are forgotten by the retention loop, retention.go).
 func (e *Endpoint) heartbeat(ctx context.Context) {
 	defer e.beats.Done()
 	every := e.lease / 3
 	t := time.NewTicker(every)
 	defer t.Stop()
-	lastForget := time.Time{}
 	for {
 		select {
 		case <-ctx.Done():
@@ -29,10 +22,6 @@ func (e *Endpoint) heartbeat(ctx context.Context) {
 		case now := <-t.C:
 			if !e.take { // taken messages hold no lease
 				e.renewLeases(ctx, now, every)
-			}
-			if e.cfg.Inbox.Idempotent && now.Sub(lastForget) > forgetEvery {
-				lastForget = now
-				e.forgetHandled(ctx, now)
 			}
 		}
 	}
@@ -69,11 +58,4 @@ func (e *Endpoint) renewLeases(ctx context.Context, now time.Time, every time.Du
 		}
 		return true
 	})
-}
-
-// forgetHandled deletes the idempotence records older than handledRetention.
-func (e *Endpoint) forgetHandled(ctx context.Context, now time.Time) {
-	if _, err := e.inbox.Store().ForgetHandled(ctx, now.Add(-handledRetention)); err != nil {
-		e.log.Warn("forgetting old handled records failed", "err", err)
-	}
 }

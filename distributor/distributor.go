@@ -76,6 +76,9 @@ type Config struct {
 	// handles messages here. The control inbox is not traced: workers'
 	// announcements are soft state. Nil: no tracing, at no cost.
 	TracerProvider trace.TracerProvider
+	// SummaryInterval is bus.Config.SummaryInterval of the inbox it handles
+	// itself when Distribute is false. Default 0: no summary.
+	SummaryInterval time.Duration
 }
 
 // testHooks let tests interleave the loops with control messages deterministically.
@@ -208,7 +211,7 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *bus.Mux
 	if !cfg.Distribute {
 		// Handle locally only while no worker thread is available.
 		gate := &rolehooks.Hooks{Gate: func() bool { return d.reg.count(time.Now()) == 0 }}
-		d.local, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name, Inbox: &inboxCfg, Logger: cfg.Logger, Role: gate, TracerProvider: cfg.TracerProvider}, mux)
+		d.local, err = bus.New(ctx, conns, bus.Config{Name: cfg.Name, Inbox: &inboxCfg, Logger: cfg.Logger, Role: gate, TracerProvider: cfg.TracerProvider, SummaryInterval: cfg.SummaryInterval}, mux)
 		if err != nil {
 			return nil, fmt.Errorf("distributor %q: %w", cfg.Name, err)
 		}

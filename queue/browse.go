@@ -2,6 +2,7 @@ package queue
 
 import (
 	"context"
+	"fmt"
 	"sort"
 	"time"
 )
@@ -93,6 +94,34 @@ func (q *sqlQueue) Purge(ctx context.Context) (int64, error) {
 		n, _ := res.RowsAffected()
 		total += n
 		if n < purgeChunk {
+			return total, nil
+		}
+	}
+}
+
+// MaxExpungeBatch bounds the rows one Expunge statement deletes.
+const MaxExpungeBatch = 10_000
+
+// Expunge deletes the messages visible since before a time, at most batch
+// per statement, until none is left (see Browser.Expunge). before is taken
+// as now when later, so that no lease running now is cut short.
+func (q *sqlQueue) Expunge(ctx context.Context, before time.Time, batch int) (int64, error) {
+	if batch < 1 || batch > MaxExpungeBatch {
+		return 0, q.errorf("expunge", fmt.Errorf("batch %d: want 1 to %d", batch, MaxExpungeBatch))
+	}
+	if now := time.Now(); before.After(now) {
+		before = now
+	}
+	cut := micros(before)
+	var total int64
+	for {
+		res, err := q.store.exec(ctx, q.store.q.expunge, q.name, cut, q.name, cut, batch)
+		if err != nil {
+			return total, q.errorf("expunge", err)
+		}
+		n, _ := res.RowsAffected()
+		total += n
+		if n < int64(batch) {
 			return total, nil
 		}
 	}

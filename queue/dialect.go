@@ -185,6 +185,10 @@ type dialect interface {
 	// queue), peek (queue, after id, limit), maxID (queue), purge (queue,
 	// max id, limit), queues (now, now, now), find (queue, message ids).
 	BrowseSQL() (count, peek, maxID, purge, queues, find string)
+	// ExpungeSQL deletes a queue's rows visible since before a time (queue,
+	// before, queue, before, limit), rechecking the conditions on the rows
+	// it deletes.
+	ExpungeSQL() string
 	// RowSQL is the SQL of bulk row operations: move (dst queue, now,
 	// dropped header names, queue, ids, now), lease (token, visible until,
 	// queue, ids, now; returning deliveryColumns), deleteLeased (token,
@@ -222,7 +226,8 @@ type dialect interface {
 	// unsubscribe (type, queue URI), list.
 	SubscriptionSQL() (subscribe, unsubscribe, list string)
 	// HandledSQL: claim (endpoint, message id, handled at; one row affected
-	// when new), handled (endpoint, message id; a count), forget (before).
+	// when new), handled (endpoint, message id; a count), forget (before,
+	// before, limit: at most limit records).
 	HandledSQL() (claim, handled, forget string)
 	// MigrateSQL: lock (taken in the migration's transaction; "" when
 	// beginning it locks enough), create (the version table), versions,

@@ -45,12 +45,24 @@ func (s *sqlStore) MarkHandledTx(ctx context.Context, tx Execer, endpoint, messa
 	return nil
 }
 
-// ForgetHandled deletes handled records older than before and returns how
-// many it deleted.
+// ForgetHandled deletes handled records older than before, in statements
+// of at most DefaultBatchSize records (short transactions however many
+// there are), and returns how many it deleted.
 func (s *sqlStore) ForgetHandled(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.exec(ctx, s.q.forgetHandled, micros(before))
-	if err != nil {
-		return 0, fmt.Errorf("queue: forget handled records: %w", err)
+	cut := micros(before)
+	var total int64
+	for {
+		res, err := s.exec(ctx, s.q.forgetHandled, cut, cut, DefaultBatchSize)
+		if err != nil {
+			return total, fmt.Errorf("queue: forget handled records: %w", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, fmt.Errorf("queue: forget handled records: rows affected: %w", err)
+		}
+		total += n
+		if n < DefaultBatchSize {
+			return total, nil
+		}
 	}
-	return res.RowsAffected()
 }

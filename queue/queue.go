@@ -245,6 +245,15 @@ type Browser interface {
 	// Purge deletes every message that was in the queue when it started and
 	// returns how many it deleted.
 	Purge(ctx context.Context) (int64, error)
+	// Expunge deletes the queue's messages that have been visible since
+	// before a time (retention of an error queue), in statements of at most
+	// batch rows (1 to MaxExpungeBatch) until none is left, and returns how
+	// many it deleted. The time that counts is the row's visible_at, not its
+	// enqueued_at: Move sets visible_at to the time of the move and keeps
+	// enqueued_at (within one database), so for an error queue it is when the
+	// message entered it. Leased messages (being retried or inspected) and
+	// deferred ones are never deleted: their visible_at is in the future.
+	Expunge(ctx context.Context, before time.Time, batch int) (int64, error)
 }
 
 // Store is one database holding any number of queues, with the records

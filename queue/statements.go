@@ -25,6 +25,7 @@ type statements struct {
 	extend, release, moveOne, markStarted, ackOne, releaseLeased string
 
 	count, peek, maxID, purge, queues, find string
+	expunge                                 string
 
 	moveRows, leaseRows, deleteLeasedRows, unleaseRows, deleteRows string
 
@@ -55,6 +56,7 @@ func newStatements(d dialect) statements {
 	}
 	st.extend, st.release, st.moveOne, st.markStarted, st.ackOne, st.releaseLeased = d.SettleSQL()
 	st.count, st.peek, st.maxID, st.purge, st.queues, st.find = d.BrowseSQL()
+	st.expunge = d.ExpungeSQL()
 	st.moveRows, st.leaseRows, st.deleteLeasedRows, st.unleaseRows, st.deleteRows = d.RowSQL()
 	st.lockAcquire, st.lockTakeOver, st.unlock, st.lockHeld = d.LockSQL()
 	st.fenceCheck, st.fencePick, st.fenceMoveRow = d.FenceRowsSQL()

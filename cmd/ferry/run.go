@@ -21,6 +21,7 @@ import (
 func (a *app) runCmd() *cobra.Command {
 	var id string
 	var stopTimeout time.Duration
+	var httpFlag string
 	cmd := &cobra.Command{
 		Use:   "run ENDPOINT",
 		Short: "Run an endpoint of the configuration (a distributor, a worker or a plain endpoint) until SIGINT/SIGTERM",
@@ -38,11 +39,12 @@ replaced by --id, which is then required.`,
 			if stopTimeout < 0 {
 				return usagef("run: --stop-timeout %s is negative: want 0 (release in-flight messages at once) or more", stopTimeout)
 			}
-			return a.run(cmd.Context(), args[0], id, stopTimeout)
+			return a.run(cmd.Context(), args[0], id, stopTimeout, httpFlag, cmd.Flags().Changed("http"))
 		},
 	}
 	cmd.Flags().StringVar(&id, "id", "", "instance id: fills {id} in queue URIs; a worker's id (default: the endpoint name)")
 	cmd.Flags().DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long a stop may take after a stop signal: in-flight handlers may run until shortly before it")
+	cmd.Flags().StringVar(&httpFlag, "http", "", `serve /metrics, /healthz and /readyz at ADDR, overriding http.addr (":9090" is 127.0.0.1 only; "0.0.0.0:9090" every interface)`)
 	return cmd
 }
 
@@ -51,7 +53,7 @@ type runner interface {
 	Stop(ctx context.Context) error
 }
 
-func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duration) error {
+func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duration, httpFlag string, httpSet bool) error {
 	cfg, err := a.load()
 	if err != nil {
 		return err
@@ -76,6 +78,15 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 		return err
 	}
 	defer closeTracing(tr, log)
+	addr, err := httpAddr(cfg, httpFlag, httpSet)
+	if err != nil {
+		return err
+	}
+	o, err := startOps(cfg, addr, log)
+	if err != nil {
+		return err
+	}
+	defer o.shutdown()
 	// Until here nothing needs stopping: a signal ends the process as usual.
 	ctx, release := onStopSignals(ctx, log)
 	defer release()
@@ -89,6 +100,7 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 		log.Info("stop signal received before the endpoint could start; exiting")
 		return nil
 	}
+	o.started(r, conns)
 	eng, err := startAlerts(ctx, cfg, name, id, r, conns, log)
 	if err != nil {
 		_ = stopWithin(r, stopTimeout)
@@ -98,6 +110,7 @@ func (a *app) run(ctx context.Context, name, id string, stopTimeout time.Duratio
 	stopReload := a.reloadOnChange(cfg, name, id, r.(running), hup, log) // reload.go
 	<-ctx.Done()
 	stopReload()
+	o.stopping()
 	log.Info("stop signal received; stopping (a second signal exits without waiting)", "timeout", stopTimeout)
 	stopAlerts(eng)
 	if err := stopWithin(r, stopTimeout); err != nil {
@@ -167,7 +180,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 	mux, https := buildMuxLive(ep.Handlers, id, log) // reload.go: the http handlers change live
 	switch {
 	case ep.ControlInbox != nil:
-		dcfg := ep.DistributorConfig(name, log)
+		dcfg := distributorConfig(cfg, ep, name, log)
 		dcfg.TracerProvider = tp
 		d, err := distributor.New(ctx, conns, dcfg, mux)
 		if err != nil {
@@ -178,7 +191,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		}
 		return running{d, https}, conns, nil
 	case ep.Worker != nil:
-		bcfg := ep.BusConfig(id, cfg.Routes, log)
+		bcfg := busConfig(cfg, ep, id, log)
 		bcfg.TracerProvider = tp
 		w, err := worker.New(ctx, conns, bcfg, mux, ep.WorkerConfig(id))
 		if err != nil {
@@ -189,7 +202,7 @@ func (a *app) start(ctx context.Context, cfg *config.Config, ep *config.Endpoint
 		}
 		return running{w, https}, conns, nil
 	default:
-		bcfg := ep.BusConfig(id, cfg.Routes, log)
+		bcfg := busConfig(cfg, ep, id, log)
 		bcfg.TracerProvider = tp
 		e, err := bus.New(ctx, conns, bcfg, mux)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/ferrybus/ferry/bus"
 	"github.com/ferrybus/ferry/queue"
+	"github.com/schollz/progressbar/v3"
 	"github.com/spf13/cobra"
 )
 
@@ -135,6 +137,8 @@ func (a *app) send(ctx context.Context, typ, to string, data []byte, count int, 
 		}
 	}()
 	const batch = 1000
+	bar := sendBar(a.stderr, count)
+	defer bar.Exit() // cleared when finished; left as it stood otherwise
 	for committed.Load() < int64(count) && stopCtx.Err() == nil {
 		n := min(batch, count-int(committed.Load()))
 		bodies := make([]any, n)
@@ -148,6 +152,7 @@ func (a *app) send(ctx context.Context, typ, to string, data []byte, count int, 
 			return sendErr(err, cfg.File(), typ, to)
 		}
 		committed.Add(int64(n))
+		_ = bar.Add(n)
 	}
 	sent := int(committed.Load())
 	if sent < count {
@@ -223,4 +228,21 @@ func flagErr(command, flag, value string, err error) error {
 	}
 	msg = strings.Replace(msg, " "+strconv.Quote(value), "", 1)
 	return usagef("%s: %s %q: %s", command, flag, value, msg)
+}
+
+// sendBar is the progress bar of `ferry send --count N`: shown only when
+// stderr is a terminal and N > 1, moving batch by batch, cleared once all
+// are sent.
+func sendBar(stderr io.Writer, count int) *progressbar.ProgressBar {
+	return progressbar.NewOptions(count,
+		progressbar.OptionSetWriter(stderr),
+		progressbar.OptionSetDescription("sending"),
+		progressbar.OptionShowCount(),
+		progressbar.OptionShowIts(),
+		progressbar.OptionSetItsString("msg"),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+		progressbar.OptionSetVisibility(count > 1 && isTerminal(stderr)),
+	)
 }

@@ -42,6 +42,8 @@ type Config struct {
 	Reload Reload `koanf:"reload"`
 	// Alerts are threshold rules `ferry run` evaluates and notifies.
 	Alerts *Alerts `koanf:"alerts"`
+	// HTTP configures the operations HTTP server of `ferry run` (http.go).
+	HTTP HTTPServer `koanf:"http"`
 
 	file  string          // the file Load read, for errors found later
 	given map[string]bool // key paths the file or environment set (not null)
@@ -53,6 +55,9 @@ type Log struct {
 	Level string `koanf:"level"`
 	// Format: text (tint on a terminal) or json. Default: text on a terminal, else json.
 	Format string `koanf:"format"`
+	// SummaryInterval: how often `ferry run` logs each endpoint's summary
+	// line. Default 30s (DefaultSummaryInterval); "0s": none.
+	SummaryInterval time.Duration `koanf:"summaryInterval"`
 }
 
 // Reload configures live reloading: on SIGHUP, and unless Watch is false

@@ -169,6 +169,15 @@ headers = COALESCE(?, headers) WHERE id = ? AND lease_token = ?`),
 WHERE queue = ? AND lease_token <> 0 AND visible_at > ?`)
 }
 
+// ExpungeSQL is the SQL of a queue's retention: rows visible since before
+// a time, in bounded batches.
+func (d *Dialect) ExpungeSQL() string {
+	// The outer conditions are checked again on a row that changed while the
+	// statement waited for it (leased meanwhile: kept).
+	return dollar(`DELETE FROM ferry_messages WHERE queue = ? AND visible_at < ? AND id IN
+ (SELECT id FROM ferry_messages WHERE queue = ? AND visible_at < ? ORDER BY id LIMIT ?)`)
+}
+
 // BrowseSQL is the SQL of reading queues.
 func (d *Dialect) BrowseSQL() (count, peek, maxID, purge, queues, find string) {
 	return dollar(`SELECT
@@ -277,7 +286,8 @@ func (d *Dialect) HandledSQL() (claim, handled, forget string) {
 	return dollar(`INSERT INTO ferry_handled (endpoint, message_id, handled_at) VALUES (?, ?, ?)
 ON CONFLICT (endpoint, message_id) DO NOTHING`),
 		dollar(`SELECT COUNT(*) FROM ferry_handled WHERE endpoint = ? AND message_id = ?`),
-		dollar(`DELETE FROM ferry_handled WHERE handled_at < ?`)
+		dollar(`DELETE FROM ferry_handled WHERE handled_at < ? AND (endpoint, message_id) IN
+ (SELECT endpoint, message_id FROM ferry_handled WHERE handled_at < ? LIMIT ?)`)
 }
 
 // MigrateSQL is the SQL of migrating. The lock is an advisory lock scoped

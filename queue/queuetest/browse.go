@@ -394,3 +394,58 @@ func testQueueHandle(t *testing.T, h *harness) {
 	expectCount(t, mustQueue(t, s, "handle"), queue.Counts{Ready: 1})
 	expectCount(t, mustQueue(t, h.reopen(t, s), "handle"), queue.Counts{Ready: 1})
 }
+
+// testExpunge: Expunge deletes the messages visible since before a time, by
+// visible_at (for a moved message, when it entered the queue, not when it
+// was first enqueued), in batches, and never a leased or deferred message
+// or another queue's.
+func testExpunge(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	q, other, src := mustQueue(t, s, "expunge-error"), mustQueue(t, s, "expunge-other"), mustQueue(t, s, "expunge-src")
+	if _, err := q.Expunge(ctx, time.Now(), 0); err == nil {
+		t.Fatal("Expunge with batch 0: no error")
+	}
+	if _, err := q.Expunge(ctx, time.Now(), queue.MaxExpungeBatch+1); err == nil {
+		t.Fatalf("Expunge with batch %d: no error", queue.MaxExpungeBatch+1)
+	}
+	if n, err := q.Expunge(ctx, time.Now(), 10); err != nil || n != 0 {
+		t.Fatalf("Expunge of an empty queue = %d, %v; want 0", n, err)
+	}
+	// Enqueued first, moved to q after the cut: it entered q after it.
+	enqueue(t, src, msg("moved", 0))
+	enqueue(t, q, msgs("aged", 8)...)
+	receiveOne(t, q, time.Hour) // one of the eight, leased for an hour: kept
+	deferred := msg("deferred", 0)
+	deferred.VisibleAt = time.Now().Add(time.Hour)
+	enqueue(t, q, deferred)
+	enqueue(t, other, msg("other", 0))
+	enqueued := time.Now()
+	eventually(t, "the clock past the enqueues", func() bool { return time.Since(enqueued) > time.Millisecond })
+	cut := time.Now()
+	eventually(t, "the clock past the cut", func() bool { return time.Since(cut) > time.Millisecond })
+	if err := src.Move(ctx, receiveOne(t, src, time.Minute), q, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	n, err := q.Expunge(ctx, cut, 3) // several statements
+	if err != nil || n != 7 {
+		t.Fatalf("Expunge = %d, %v; want 7: the 8 visible since before the cut but the one leased", n, err)
+	}
+	left := ids(peekAll(t, q))
+	if len(left) != 3 {
+		t.Fatalf("left after Expunge: %v, want 3: the leased, the deferred and the moved message", left)
+	}
+	for _, want := range []string{msg("deferred", 0).MessageID, msg("moved", 0).MessageID} {
+		if !slices.Contains(left, want) {
+			t.Errorf("Expunge deleted %s; left %v", want, left)
+		}
+	}
+	expectCount(t, other, queue.Counts{Ready: 1})
+	// A cut later than now is taken as now: the moved message goes, the
+	// leased and the deferred ones stay.
+	if n, err := q.Expunge(ctx, time.Now().Add(time.Hour), 1); err != nil || n != 1 {
+		t.Fatalf("Expunge after the move = %d, %v; want 1 (the moved message)", n, err)
+	}
+	expectCount(t, q, queue.Counts{Deferred: 1, InFlight: 1})
+}

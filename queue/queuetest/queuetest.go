@@ -212,6 +212,7 @@ var tests = []contractTest{
 	{name: "StoreQueues", fn: testStoreQueues},
 	{name: "Purge", fn: testPurge},
 	{name: "PurgeUnderInflow", fn: testPurgeUnderInflow},
+	{name: "Expunge", fn: testExpunge},
 	{name: "QueueNames", fn: testQueueNames},
 	{name: "QueueHandle", fn: testQueueHandle},
 	// locks.go
@@ -227,6 +228,7 @@ var tests = []contractTest{
 	{name: "ClaimHandledRollback", fn: testClaimHandledRollback, needs: TxEnqueue},
 	{name: "ClaimHandledConcurrently", fn: testClaimHandledConcurrently, needs: TxEnqueue},
 	{name: "ForgetHandled", fn: testForgetHandled, needs: TxEnqueue},
+	{name: "ForgetHandledBatched", fn: testForgetHandledBatched, needs: TxEnqueue},
 	{name: "Subscriptions", fn: testSubscriptions},
 	{name: "WorkerRecords", fn: testWorkerRecords},
 	// view.go

@@ -1,6 +1,7 @@
 package queuetest
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -324,5 +325,34 @@ func testClaimHandledConcurrently(t *testing.T, h *harness) {
 	wg.Wait()
 	if firsts != 1 {
 		t.Fatalf("%d of %d concurrent claims of one message got true, want exactly 1", firsts, claimers)
+	}
+}
+
+// testForgetHandledBatched: ForgetHandled deletes more records than one
+// statement's batch, all of them.
+func testForgetHandledBatched(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	const n = 2*queue.DefaultBatchSize + 7
+	tx, err := s.DB().BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	for i := range n {
+		if err := s.MarkHandledTx(ctx, tx, "batched", fmt.Sprintf("m-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	marked := time.Now()
+	eventually(t, "the clock past the records", func() bool { return time.Since(marked) > time.Millisecond })
+	if got, err := s.ForgetHandled(ctx, time.Now()); err != nil || got != n {
+		t.Fatalf("ForgetHandled = %d, %v; want %d", got, err, n)
+	}
+	if ok, err := s.Handled(ctx, "batched", fmt.Sprintf("m-%d", n-1)); err != nil || ok {
+		t.Fatalf("Handled after ForgetHandled = %v, %v; want false", ok, err)
 	}
 }
