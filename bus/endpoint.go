@@ -298,6 +298,9 @@ func New(ctx context.Context, conns *queue.Connections, cfg Config, mux *Mux) (*
 	if subConn == "" {
 		subConn = "default"
 	}
+	if e.tr != nil && e.inbox != nil {
+		e.tr.prepareHandle(e.inbox.URI(), cfg.Name)
+	}
 	if store, err := conns.Store(ctx, subConn); err == nil {
 		refresh := cfg.SubscriptionRefresh
 		if refresh <= 0 {

@@ -48,6 +48,19 @@ var attrSystem = attribute.String("messaging.system", "ferry")
 type tracing struct {
 	tracer trace.Tracer
 	prop   propagation.TraceContext
+	// handleName and handleAttrs are the handle span's name and the
+	// attributes every handle span of the endpoint shares, made once
+	// (prepareHandle) instead of per message.
+	handleName  string
+	handleAttrs trace.SpanStartEventOption
+}
+
+// prepareHandle makes the handle spans' name and shared attributes, once
+// the inbox is known.
+func (t *tracing) prepareHandle(inbox, endpoint string) {
+	t.handleName = "handle " + inbox
+	t.handleAttrs = trace.WithAttributes(attrSystem, attrOpName.String("handle"), attrOpType.String("process"),
+		attrDestination.String(inbox), attrConsumer.String(endpoint))
 }
 
 // newTracing returns nil for a nil provider: tracing off.
@@ -108,6 +121,9 @@ func endSends(out []outgoing, err error) {
 // noEnd is traceHandle's end when tracing is off: no closure, no allocation.
 func noEnd() {}
 
+// consumerSpan is the handle spans' kind, made once.
+var consumerSpan = trace.WithSpanKind(trace.SpanKindConsumer)
+
 // traceHandle starts the consumer span of a delivery, a child of the trace
 // context in its headers, and returns the handler's ctx carrying it and
 // the func that ends it. The span is kept on f, so that fail can record
@@ -117,10 +133,8 @@ func (e *Endpoint) traceHandle(ctx context.Context, d queue.Delivery, f *infligh
 		return ctx, noEnd
 	}
 	parent := e.tr.prop.Extract(ctx, propagation.MapCarrier(d.Headers))
-	hctx, span := e.tr.tracer.Start(parent, "handle "+e.inbox.URI(), trace.WithSpanKind(trace.SpanKindConsumer),
-		trace.WithAttributes(attrSystem, attrOpName.String("handle"), attrOpType.String("process"),
-			attrDestination.String(e.inbox.URI()), attrConsumer.String(e.cfg.Name),
-			attrMessageID.String(d.MessageID), attrType.String(d.Type), attrAttempt.Int(d.Attempts),
+	hctx, span := e.tr.tracer.Start(parent, e.tr.handleName, consumerSpan, e.tr.handleAttrs,
+		trace.WithAttributes(attrMessageID.String(d.MessageID), attrType.String(d.Type), attrAttempt.Int(d.Attempts),
 			attrConversation.String(d.Headers[HeaderCorrelationID])))
 	f.mu.Lock()
 	f.span = span
