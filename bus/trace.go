@@ -44,23 +44,29 @@ const (
 
 var attrSystem = attribute.String("messaging.system", "ferry")
 
-// tracing is an endpoint's tracer; nil when tracing is off.
+// tracing is an endpoint's tracers; nil when tracing is off.
+//
+// What every span of a kind shares (messaging.system, the operation's name
+// and type, and for handle spans the inbox and the endpoint) is given once,
+// as the instrumentation scope's attributes of a tracer per operation,
+// instead of on each span: the SDK's cost of a span grows with its
+// attributes (BENCHMARKS.md §8), and a span carries only what differs per
+// message.
 type tracing struct {
-	tracer trace.Tracer
+	send   [len(sendOp)]trace.Tracer // by sendKind
+	handle trace.Tracer              // made by prepareHandle, once the inbox is known
+	tp     trace.TracerProvider
 	prop   propagation.TraceContext
-	// handleName and handleAttrs are the handle span's name and the
-	// attributes every handle span of the endpoint shares, made once
-	// (prepareHandle) instead of per message.
-	handleName  string
-	handleAttrs trace.SpanStartEventOption
+	// handleName is the handle spans' name, made once.
+	handleName string
 }
 
-// prepareHandle makes the handle spans' name and shared attributes, once
-// the inbox is known.
+// prepareHandle makes the handle spans' tracer and name once the inbox is
+// known.
 func (t *tracing) prepareHandle(inbox, endpoint string) {
 	t.handleName = "handle " + inbox
-	t.handleAttrs = trace.WithAttributes(attrSystem, attrOpName.String("handle"), attrOpType.String("process"),
-		attrDestination.String(inbox), attrConsumer.String(endpoint))
+	t.handle = t.tp.Tracer(tracerName, trace.WithInstrumentationAttributes(attrSystem, attrOpName.String("handle"),
+		attrOpType.String("process"), attrDestination.String(inbox), attrConsumer.String(endpoint)))
 }
 
 // newTracing returns nil for a nil provider: tracing off.
@@ -68,7 +74,11 @@ func newTracing(tp trace.TracerProvider) *tracing {
 	if tp == nil {
 		return nil
 	}
-	return &tracing{tracer: tp.Tracer(tracerName)}
+	t := &tracing{tp: tp}
+	for kind, op := range sendOp {
+		t.send[kind] = tp.Tracer(tracerName, trace.WithInstrumentationAttributes(attrSystem, attrOpName.String(op), attrOpType.String("send")))
+	}
+	return t
 }
 
 // dropTraceContext removes trace headers inherited from a handled message:
@@ -93,10 +103,11 @@ func (e *Endpoint) traceSend(ctx context.Context, kind sendKind, env *Envelope, 
 	if len(dests) == 1 {
 		dest = dests[0].URI()
 	}
-	ctx, span := e.tr.tracer.Start(ctx, op+" "+dest, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(attrSystem, attrOpName.String(op), attrOpType.String("send"),
-			attrDestination.String(dest), attrMessageID.String(env.ID), attrType.String(env.Type),
-			attrConversation.String(env.CorrelationID)))
+	attrs := []attribute.KeyValue{attrDestination.String(dest), attrMessageID.String(env.ID), attrType.String(env.Type)}
+	if env.CorrelationID != "" {
+		attrs = append(attrs, attrConversation.String(env.CorrelationID))
+	}
+	ctx, span := e.tr.send[kind].Start(ctx, op+" "+dest, producerSpan, trace.WithAttributes(attrs...))
 	if env.Headers == nil {
 		env.Headers = make(map[string]string, 2)
 	}
@@ -121,8 +132,11 @@ func endSends(out []outgoing, err error) {
 // noEnd is traceHandle's end when tracing is off: no closure, no allocation.
 func noEnd() {}
 
-// consumerSpan is the handle spans' kind, made once.
-var consumerSpan = trace.WithSpanKind(trace.SpanKindConsumer)
+// The span kinds' options, made once.
+var (
+	consumerSpan = trace.WithSpanKind(trace.SpanKindConsumer)
+	producerSpan = trace.WithSpanKind(trace.SpanKindProducer)
+)
 
 // traceHandle starts the consumer span of a delivery, a child of the trace
 // context in its headers, and returns the handler's ctx carrying it and
@@ -133,9 +147,11 @@ func (e *Endpoint) traceHandle(ctx context.Context, d queue.Delivery, f *infligh
 		return ctx, noEnd
 	}
 	parent := e.tr.prop.Extract(ctx, propagation.MapCarrier(d.Headers))
-	hctx, span := e.tr.tracer.Start(parent, e.tr.handleName, consumerSpan, e.tr.handleAttrs,
-		trace.WithAttributes(attrMessageID.String(d.MessageID), attrType.String(d.Type), attrAttempt.Int(d.Attempts),
-			attrConversation.String(d.Headers[HeaderCorrelationID])))
+	attrs := []attribute.KeyValue{attrMessageID.String(d.MessageID), attrType.String(d.Type), attrAttempt.Int(d.Attempts)}
+	if c := d.Headers[HeaderCorrelationID]; c != "" {
+		attrs = append(attrs, attrConversation.String(c))
+	}
+	hctx, span := e.tr.handle.Start(parent, e.tr.handleName, consumerSpan, trace.WithAttributes(attrs...))
 	f.mu.Lock()
 	f.span = span
 	f.mu.Unlock()

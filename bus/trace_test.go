@@ -3,6 +3,7 @@ package bus_test
 import (
 	"context"
 	"errors"
+	"go.opentelemetry.io/otel/attribute"
 	"testing"
 	"time"
 
@@ -23,12 +24,16 @@ func tracer(t *testing.T) (*sdktrace.TracerProvider, *tracetest.InMemoryExporter
 	return tp, exp
 }
 
-// attr returns a span's attribute value by key, "" when missing.
+// attr returns a span's attribute value by key, or its scope's, "" when missing.
 func attr(s tracetest.SpanStub, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
 			return kv.Value.Emit()
 		}
+	}
+	// What all spans of an operation share is on the tracer's scope.
+	if v, ok := s.InstrumentationScope.Attributes.Value(attribute.Key(key)); ok {
+		return v.Emit()
 	}
 	return ""
 }

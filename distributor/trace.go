@@ -44,7 +44,10 @@ func newTracing(tp trace.TracerProvider) *tracing {
 	if tp == nil {
 		return nil
 	}
-	return &tracing{tracer: tp.Tracer(tracerName)}
+	// What every distribute span shares is the tracer's scope, not each
+	// span's attributes (see bus/trace.go).
+	return &tracing{tracer: tp.Tracer(tracerName, trace.WithInstrumentationAttributes(attrSystem,
+		attrOpName.String("distribute"), attrOpType.String("send")))}
 }
 
 // moveReady is the fenced move of a turn to worker's queue dst. Traced, it
@@ -57,11 +60,11 @@ func (d *Distributor) moveReady(ctx context.Context, dst queue.Queue, limit int,
 	began := time.Now()
 	moved, err := d.inbox.MoveReadyFencedRows(ctx, dst, limit, headers, d.fence(), handoff)
 	ended := time.Now()
+	name, dstURI, src := "distribute "+dst.URI(), dst.URI(), d.inbox.URI()
 	for _, m := range moved {
 		parent := d.tr.prop.Extract(context.Background(), propagation.MapCarrier(m.Headers))
-		_, span := d.tr.tracer.Start(parent, "distribute "+dst.URI(), trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithTimestamp(began), trace.WithAttributes(attrSystem, attrOpName.String("distribute"), attrOpType.String("send"),
-				attrDestination.String(dst.URI()), attrSource.String(d.inbox.URI()), attrMessageID.String(m.MessageID),
+		_, span := d.tr.tracer.Start(parent, name, trace.WithSpanKind(trace.SpanKindProducer),
+			trace.WithTimestamp(began), trace.WithAttributes(attrDestination.String(dstURI), attrSource.String(src), attrMessageID.String(m.MessageID),
 				attrWorker.String(worker), attrBatch.Int(len(moved))))
 		span.End(trace.WithTimestamp(ended))
 	}

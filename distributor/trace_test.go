@@ -2,6 +2,7 @@ package distributor_test
 
 import (
 	"context"
+	"go.opentelemetry.io/otel/attribute"
 	"testing"
 	"time"
 
@@ -20,12 +21,16 @@ type Done struct {
 	N int `json:"n"`
 }
 
-// spanAttr returns a span's attribute value by key, "" when missing.
+// spanAttr returns a span's attribute value by key, or its scope's, "" when missing.
 func spanAttr(s tracetest.SpanStub, key string) string {
 	for _, kv := range s.Attributes {
 		if string(kv.Key) == key {
 			return kv.Value.Emit()
 		}
+	}
+	// What all spans of an operation share is on the tracer's scope.
+	if v, ok := s.InstrumentationScope.Attributes.Value(attribute.Key(key)); ok {
+		return v.Emit()
 	}
 	return ""
 }
