@@ -11,8 +11,13 @@ import (
 )
 
 // MaxSampleTimeout bounds how long one queue's count may take; a sample
-// gets the shorter of it and the sampling interval.
+// gets the sampling interval, at least MinSampleTimeout and at most this.
 const MaxSampleTimeout = 10 * time.Second
+
+// MinSampleTimeout is the least time a count is given, however short the
+// interval: a count that takes longer than a very short interval is slow,
+// not failed (samples are taken one after the other, never piled up).
+const MinSampleTimeout = time.Second
 
 // sample is a queue's last successful count.
 type sample struct {
@@ -80,7 +85,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 
 // SampleQueues counts the messages of qs now and then every interval, in
 // the background, until ctx ends; scrapes read the last samples. Each
-// count has a timeout (the interval, at most MaxSampleTimeout); a failed
+// count has a timeout (the interval, from MinSampleTimeout to MaxSampleTimeout); a failed
 // one keeps the previous sample, whose ferry_queue_sample_age_seconds then
 // grows, and is logged once until the queue's count succeeds again. every
 // must be positive (it panics otherwise, as time.NewTicker does).
@@ -89,7 +94,7 @@ func (m *Metrics) SampleQueues(ctx context.Context, every time.Duration, qs ...q
 		panic("metrics: SampleQueues: non-positive interval " + every.String())
 	}
 	qs = slices.Clone(qs)
-	timeout := min(every, MaxSampleTimeout)
+	timeout := min(max(every, MinSampleTimeout), MaxSampleTimeout)
 	failing := make([]bool, len(qs))
 	sampleAll := func() {
 		for i, q := range qs {
