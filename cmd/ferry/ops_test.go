@@ -33,7 +33,7 @@ func soloConfig(t *testing.T, dir string, extra map[string]any) {
 	writeJSON(t, filepath.Join(dir, "config.json"), cfg)
 }
 
-// logLines reads the JSON log lines of a process's log file.
+// jsonLogLines reads the JSON log lines of a process's log file.
 func jsonLogLines(path string) []map[string]any {
 	f, err := os.Open(path)
 	if err != nil {
@@ -42,6 +42,7 @@ func jsonLogLines(path string) []map[string]any {
 	defer f.Close()
 	var out []map[string]any
 	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20) // stack traces make long lines
 	for sc.Scan() {
 		var m map[string]any
 		if json.Unmarshal(sc.Bytes(), &m) == nil {

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"net/http/httptest"
 	"net/url"
@@ -18,18 +16,10 @@ import (
 // logLines returns the JSON records of a process's log whose msg is msg
 // and whose attributes include every one of want (compared as printed).
 func logLines(path, msg string, want map[string]any) []map[string]any {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
 	var out []map[string]any
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
 next:
-	for sc.Scan() {
-		var rec map[string]any
-		if json.Unmarshal(sc.Bytes(), &rec) != nil || rec["msg"] != msg {
+	for _, rec := range jsonLogLines(path) {
+		if rec["msg"] != msg {
 			continue
 		}
 		for k, v := range want {
