@@ -205,15 +205,32 @@ func (d *Distributor) move(ctx context.Context, t turn, fails *moveFailures) mov
 		return res
 	}
 	if w, gone := d.reg.landed(as); gone {
+		// Giving back is not cut short by the distributor's own stop: the
+		// move has landed, and nobody else would return these.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), giveBackTimeout)
+		defer cancel()
+		if !w.stopping {
+			// A newer session replaced the one the move was for: make what
+			// was handed to the old one visible, for the new one to read.
+			if w.handoff != 0 {
+				if _, err := dst.ReleaseToken(ctx, w.handoff); err != nil {
+					d.log.Warn("cannot release messages moved to a replaced session; they come back when their lease ends", "worker", w.id, "session", w.session, "err", err)
+				}
+			}
+			return res
+		}
 		// The session stopped (or was forgotten) while the move ran:
 		// nobody will take these, so give them back now.
 		d.log.Info("worker stopped while messages were moved to it; returning its queue", "worker", w.id, "session", w.session, "messages", n)
-		if d.reclaim(ctx, w) {
+		if d.reclaim(ctx, w, true) {
 			d.forget(ctx, w.id, time.Now())
 		}
 	}
 	return res
 }
+
+// giveBackTimeout bounds returning a move that landed on a gone session.
+const giveBackTimeout = 5 * time.Second
 
 // moveFailures follows, per worker, a run of failed moves: the retry delay,
 // and logging the outage once when it begins and once when it ends.

@@ -49,7 +49,7 @@ func (d *Distributor) reclaimLoop(ctx context.Context) {
 		lastContact, lost = now, false
 		cutoff := now.Add(-d.cfg.ReclaimAfter)
 		for _, w := range d.reg.silent(cutoff) {
-			if d.reclaim(ctx, w) {
+			if d.reclaim(ctx, w, false) { // silent, maybe alive: its leases run out
 				d.forget(ctx, w.id, cutoff)
 			}
 		}
@@ -61,12 +61,25 @@ func (d *Distributor) reclaimLoop(ctx context.Context) {
 
 // reclaim moves the visible messages of a worker's queue back to the inbox
 // and reports whether the worker's queue is now empty. Messages still leased
-// by the worker come back when their lease ends, at a later pass.
-func (d *Distributor) reclaim(ctx context.Context, w workerState) bool {
+// by the worker come back when their lease ends, at a later pass; except,
+// when its session is gone (it said Stopping, after its endpoint stopped),
+// those leased with the session's handoff token: moves that landed after
+// its endpoint had given back what it held, which nobody would read.
+func (d *Distributor) reclaim(ctx context.Context, w workerState, gone bool) bool {
 	src, err := d.conns.Queue(ctx, w.inbox)
 	if err != nil {
 		d.log.Error("cannot reclaim from worker", "worker", w.id, "inbox", w.inbox, "err", err)
 		return false
+	}
+	if gone && w.handoff != 0 {
+		n, err := src.ReleaseToken(ctx, w.handoff)
+		if err != nil {
+			d.log.Error("reclaim failed", "worker", w.id, "err", err)
+			return false
+		}
+		if n > 0 {
+			d.log.Info("released messages moved to a stopped worker session after its stop", "worker", w.id, "session", w.session, "messages", n)
+		}
 	}
 	total := 0
 	for {

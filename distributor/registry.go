@@ -40,6 +40,10 @@ type workerState struct {
 	stopping bool
 	// persisted is when the session was last written to ferry_workers.
 	persisted time.Time
+	// handoff is the session's lease token for the work moved to it
+	// (control.ThreadAvailable.Handoff), 0 when it takes its work unleased:
+	// once the session is gone, what is still leased with it is nobody's.
+	handoff int64
 }
 
 // registry holds worker sessions and their idle threads. At rest it holds
@@ -116,7 +120,7 @@ func (r *registry) session(id, session, inbox string, now time.Time) (*workerSta
 		return w, false
 	case session > w.session:
 		r.dropWorker(id)
-		w.session, w.stopping = session, false
+		w.session, w.stopping, w.handoff = session, false, 0
 	}
 	w.inbox = inbox
 	w.lastSeen = now
@@ -190,6 +194,7 @@ func (r *registry) available(m control.ThreadAvailable, now time.Time) {
 	if !ok || w.stopping {
 		return
 	}
+	w.handoff = m.Handoff
 	expires := m.Expires()
 	if !expires.After(now) {
 		return // stale: it waited in the control queue too long
@@ -390,7 +395,7 @@ func (r *registry) landed(as []*availability) (workerState, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	a := as[0]
-	gone := workerState{id: a.worker, session: a.session, inbox: a.inbox, stopping: true}
+	gone := workerState{id: a.worker, session: a.session, inbox: a.inbox, stopping: true, handoff: a.handoff}
 	if e, ok := r.ended[a.worker]; ok && a.session <= e {
 		return gone, true
 	}
@@ -400,6 +405,13 @@ func (r *registry) landed(as []*availability) (workerState, bool) {
 		return gone, true
 	case w.session == a.session && w.stopping:
 		return *w, true
+	case w.session > a.session:
+		// A newer session of the worker began while the move ran: what was
+		// handed to the old one is nobody's, but the worker lives on (not
+		// stopping: its queue stays with it).
+		superseded := gone
+		superseded.stopping = false
+		return superseded, true
 	}
 	return workerState{}, false
 }

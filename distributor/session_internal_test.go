@@ -183,3 +183,56 @@ func TestReclaimedMessageKeepsItsDeliveryCount(t *testing.T) {
 		}
 	})
 }
+
+// Work handed over leased to a session (a handoff) that then stops is not
+// left leased to nobody: whether the worker's Stopping arrives after the
+// move landed, or while the move runs, the distributor releases what is
+// leased with the session's token and returns the whole queue.
+func TestStoppedHandoffSessionLeavesNothingLeased(t *testing.T) {
+	for _, during := range []bool{false, true} {
+		name := "after the move"
+		if during {
+			name = "during the move"
+		}
+		t.Run(name, func(t *testing.T) {
+			eachStore(t, func(t *testing.T, conns *queue.Connections) {
+				ctx := context.Background()
+				const wid, wq = "w1", "sql://default/it-w1-work"
+				const token = 4242
+				session := bus.NewID()
+				stop := control.Stopping{WorkerID: wid, Session: session, Inbox: wq, SentAt: time.Now()}
+				d := newIT(t, conns, Config{ReclaimAfter: time.Hour, DistributeSendCount: 5})
+				stopped := make(chan struct{})
+				if during {
+					d.hooks.beforeMove = func(w, s string) {
+						if w == wid && s == session {
+							select {
+							case <-stopped:
+							default:
+								d.onStopping(ctx, stop)
+								close(stopped)
+							}
+						}
+					}
+				}
+				startIT(t, d)
+				testkit.Eventually(t, 10*time.Second, "distributor active", d.Active)
+				enqueue(t, conns, itInbox, 10)
+				d.onStarted(ctx, control.Started{WorkerID: wid, Session: session, Inbox: wq, Threads: 1, SentAt: time.Now()})
+				d.onAvailable(ctx, control.ThreadAvailable{WorkerID: wid, Session: session, Inbox: wq, Thread: 0, SentAt: time.Now(),
+					ValidFor: time.Hour, Handoff: token, Lease: time.Hour})
+				if during {
+					testkit.Eventually(t, 10*time.Second, "a move to the stopping worker", func() bool { return d.Stats().Distributed > 0 })
+				} else {
+					testkit.Eventually(t, 10*time.Second, "a move to the worker, handed over leased", func() bool {
+						return d.Stats().Distributed > 0 && testkit.Count(t, conns, wq).InFlight > 0
+					})
+					d.onStopping(ctx, stop)
+				}
+				testkit.Eventually(t, 10*time.Second, "the stopped session's queue returned, nothing leased", func() bool {
+					return testkit.Count(t, conns, wq).Total() == 0 && testkit.Count(t, conns, itInbox).Ready == 10
+				})
+			})
+		})
+	}
+}

@@ -181,6 +181,9 @@ type dialect interface {
 	// now, headers or NULL, …), markStarted (…, returning started), ackOne
 	// (…); and releaseLeased (now, queue, now).
 	SettleSQL() (extend, release, moveOne, markStarted, ackOne, releaseLeased string)
+	// ReleaseTokenSQL ends the leases of a queue's messages held with one
+	// lease token (now, queue, token, now).
+	ReleaseTokenSQL() string
 	// BrowseSQL is the SQL of reading a queue: count (now, now, now,
 	// queue), peek (queue, after id, limit), maxID (queue), purge (queue,
 	// max id, limit), queues (now, now, now), find (queue, message ids).

@@ -226,6 +226,11 @@ type Mover interface {
 	// ReleaseLeased makes every leased message of the queue visible again
 	// (its holder is known to be gone) and returns how many.
 	ReleaseLeased(ctx context.Context) (int, error)
+	// ReleaseToken makes the queue's messages leased with token visible
+	// again (handed over by a fenced move to a session known to be gone)
+	// and returns how many; other leases stay. A zero token is refused
+	// with ErrNotLeased.
+	ReleaseToken(ctx context.Context, token int64) (int, error)
 }
 
 // Browser reads and administers a queue's messages without consuming them.

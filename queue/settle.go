@@ -162,6 +162,28 @@ func (q *sqlQueue) Release(ctx context.Context, d Delivery, opts ReleaseOptions)
 	return nil
 }
 
+// ReleaseToken ends the leases held with token on the queue's messages
+// (handed over by a fenced move to a receiver known to be gone) and returns
+// how many it made visible. Other leases are left alone.
+func (q *sqlQueue) ReleaseToken(ctx context.Context, token int64) (int, error) {
+	if token == 0 {
+		return 0, ErrNotLeased
+	}
+	now := micros(time.Now())
+	res, err := q.store.execConsume(ctx, q.store.q.releaseToken, now, q.name, token, now)
+	if err != nil {
+		return 0, q.errorf("release token", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, q.errorf("release token", err)
+	}
+	if n > 0 {
+		q.store.notify(ctx, q.name)
+	}
+	return int(n), nil
+}
+
 // ReleaseLeased ends every lease held on the queue's messages and returns
 // how many it ended. It is for a consumer that owns the queue alone, such
 // as a worker's own work queue, when it starts a new session: what its

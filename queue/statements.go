@@ -23,6 +23,7 @@ type statements struct {
 	moveReadyRet, moveFencedRet, moveHandoffRet string
 
 	extend, release, moveOne, markStarted, ackOne, releaseLeased string
+	releaseToken                                                 string
 
 	count, peek, maxID, purge, queues, find string
 	expunge                                 string
@@ -55,6 +56,7 @@ func newStatements(d dialect) statements {
 		st.ack = d.Ack(0)
 	}
 	st.extend, st.release, st.moveOne, st.markStarted, st.ackOne, st.releaseLeased = d.SettleSQL()
+	st.releaseToken = d.ReleaseTokenSQL()
 	st.count, st.peek, st.maxID, st.purge, st.queues, st.find = d.BrowseSQL()
 	st.expunge = d.ExpungeSQL()
 	st.moveRows, st.leaseRows, st.deleteLeasedRows, st.unleaseRows, st.deleteRows = d.RowSQL()

@@ -169,6 +169,13 @@ headers = COALESCE(?, headers) WHERE id = ? AND lease_token = ?`),
 WHERE queue = ? AND lease_token <> 0 AND visible_at > ?`)
 }
 
+// ReleaseTokenSQL ends the leases of a queue's messages held with one
+// lease token (now, queue, token, now).
+func (d *Dialect) ReleaseTokenSQL() string {
+	return dollar(`UPDATE ferry_messages SET visible_at = ?, lease_token = 0
+WHERE queue = ? AND lease_token = ? AND visible_at > ?`)
+}
+
 // ExpungeSQL is the SQL of a queue's retention: rows visible since before
 // a time, in bounded batches.
 func (d *Dialect) ExpungeSQL() string {

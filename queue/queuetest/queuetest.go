@@ -181,6 +181,7 @@ var tests = []contractTest{
 	{name: "ReleaseUncount", fn: testReleaseUncount},
 	{name: "ReleaseLeaseLost", fn: testReleaseLeaseLost},
 	{name: "ReleaseLeased", fn: testReleaseLeased},
+	{name: "ReleaseToken", fn: testReleaseToken},
 	{name: "MarkStarted", fn: testMarkStarted},
 	// move.go
 	{name: "MoveSameDatabase", fn: testMoveSameDatabase},

@@ -414,6 +414,46 @@ func testReleaseLeased(t *testing.T, h *harness) {
 	}
 }
 
+// testReleaseToken: ReleaseToken makes visible again only the messages
+// leased with its token, in its queue, and refuses the zero token.
+func testReleaseToken(t *testing.T, h *harness) {
+	ctx := t.Context()
+	s := h.store(t)
+	q, other := mustQueue(t, s, "tok"), mustQueue(t, s, "tok-other")
+	enqueue(t, q, msgs("tok", 4)...)
+	enqueue(t, other, msg("other", 0))
+	first := receive(t, q, 2, time.Hour)
+	second := receive(t, q, 1, time.Hour)
+	theirs := receiveOne(t, other, time.Hour)
+	if len(first) != 2 || len(second) != 1 || first[0].LeaseToken != first[1].LeaseToken || first[0].LeaseToken == second[0].LeaseToken {
+		t.Fatalf("received %d and %d with tokens %v / %v: want one token per receive", len(first), len(second), first, second)
+	}
+	if _, err := q.ReleaseToken(ctx, 0); !errors.Is(err, queue.ErrNotLeased) {
+		t.Fatalf("ReleaseToken(0) = %v, want ErrNotLeased", err)
+	}
+	if n, err := other.ReleaseToken(ctx, first[0].LeaseToken); err != nil || n != 0 {
+		t.Fatalf("ReleaseToken of another queue's token in %s = %d, %v; want 0, nil", other.URI(), n, err)
+	}
+	n, err := q.ReleaseToken(ctx, first[0].LeaseToken)
+	if err != nil || n != 2 {
+		t.Fatalf("ReleaseToken = %d, %v; want 2, nil", n, err)
+	}
+	expectCount(t, q, queue.Counts{Ready: 3, InFlight: 1})
+	expectCount(t, other, queue.Counts{InFlight: 1})
+	for _, d := range first {
+		expectLeaseLost(t, q.Ack(ctx, d), "Ack of a delivery whose lease ReleaseToken ended")
+	}
+	if err := q.Ack(ctx, second[0]); err != nil {
+		t.Fatalf("Ack of the delivery ReleaseToken left alone: %v", err)
+	}
+	if err := other.Ack(ctx, theirs); err != nil {
+		t.Fatalf("Ack in the other queue: %v", err)
+	}
+	if n, err := q.ReleaseToken(ctx, first[0].LeaseToken); err != nil || n != 0 {
+		t.Fatalf("second ReleaseToken = %d, %v; want 0, nil", n, err)
+	}
+}
+
 // testMarkStarted: the count of handler starts without an outcome grows
 // with each mark, survives a release that records nothing, starts again at a
 // release that records headers (a failure) and at a move, and refuses a
