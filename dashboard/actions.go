@@ -53,15 +53,19 @@ func (h *Handler) selection(ctx context.Context, eq *bus.ErrorQueue, f errorForm
 		return bus.Filter{IDs: f.IDs}, fmt.Sprintf("%d selected messages", len(f.IDs)), nil
 	case "group":
 		var ids []string
+		var kind, text string
 		_, more, err := scanMatching(ctx, eq, flt, func(m bus.FailedMessage) {
-			if m.Kind == f.GroupKind && normalise(m.Error) == f.GroupText {
-				ids = append(ids, m.ID)
+			if n := normalise(m.Error); groupKey(m.Kind, n) == f.Group {
+				ids, kind, text = append(ids, m.ID), m.Kind, n
 			}
 		})
 		if err != nil {
 			return flt, "", err
 		}
-		what := fmt.Sprintf("the group [%s] %q", sanitizeLine(f.GroupKind), sanitizeLine(f.GroupText))
+		what := fmt.Sprintf("the group [%s] %q", sanitizeLine(kind), sanitizeLine(text))
+		if len(ids) == 0 {
+			what = "the failure group"
+		}
 		if more {
 			what += fmt.Sprintf(" among the first %d matching messages", MaxGroupScan)
 		}
@@ -121,7 +125,7 @@ func (h *Handler) errorAction(w http.ResponseWriter, r *http.Request) {
 		}
 		c := confirmData{Action: r.URL.Path, What: what, Count: int64(n), Target: eq.URI(), Back: back}
 		c.Hidden = []pair{{"queue", f.Queue}, {"type", f.Type}, {"error", f.Error}, {"kind", f.Kind}, {"since", f.Since},
-			{"source", f.Source}, {"scope", f.Scope}, {"group_kind", f.GroupKind}, {"group_text", f.GroupText}}
+			{"source", f.Source}, {"scope", f.Scope}, {"group", f.Group}}
 		for _, id := range f.IDs {
 			c.Hidden = append(c.Hidden, pair{"id", id})
 		}

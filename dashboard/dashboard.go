@@ -180,32 +180,45 @@ func (h *Handler) Close() error {
 	return nil
 }
 
-// routes registers every page and action. Actions are POST only: the mux
-// answers any other method with 405.
+// routes registers every page and action. Actions are POST only
+// (postOnly answers any other method with 405); pages are GET.
 func (h *Handler) routes() {
 	m := http.NewServeMux()
 	assets, _ := fs.Sub(assetFS, "assets")
 	m.Handle("GET /assets/", http.StripPrefix("/assets/", http.FileServerFS(assets)))
 	m.HandleFunc("GET /login", h.loginPage)
 	m.HandleFunc("POST /login", h.login)
-	m.HandleFunc("POST /logout", h.logout)
+	m.HandleFunc("/logout", h.postOnly(h.logout))
 	m.HandleFunc("GET /{$}", h.overview)
 	m.HandleFunc("GET /fragment/overview", h.overviewFragment)
 	m.HandleFunc("GET /workers", h.workers)
 	m.HandleFunc("GET /fragment/workers", h.workersFragment)
 	m.HandleFunc("GET /errors", h.errorList)
 	m.HandleFunc("GET /errors/message", h.errorMessage)
-	m.HandleFunc("POST /errors/retry", h.errorAction)
-	m.HandleFunc("POST /errors/discard", h.errorAction)
+	m.HandleFunc("/errors/retry", h.postOnly(h.errorAction))
+	m.HandleFunc("/errors/discard", h.postOnly(h.errorAction))
 	m.HandleFunc("GET /message", h.message)
 	m.HandleFunc("GET /queue", h.queuePage)
-	m.HandleFunc("POST /queue/purge", h.queueAction)
-	m.HandleFunc("POST /queue/pause", h.queueAction)
-	m.HandleFunc("POST /queue/resume", h.queueAction)
+	m.HandleFunc("/queue/purge", h.postOnly(h.queueAction))
+	m.HandleFunc("/queue/pause", h.postOnly(h.queueAction))
+	m.HandleFunc("/queue/resume", h.postOnly(h.queueAction))
 	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, http.StatusNotFound, fmt.Sprintf("no page %q", r.URL.Path))
 	})
 	h.mux = m
+}
+
+// postOnly answers any method but POST with 405 (the catch-all page
+// would otherwise take a GET of an action).
+func (h *Handler) postOnly(fn http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			h.fail(w, r, http.StatusMethodNotAllowed, r.Method+" "+r.URL.Path+": actions are POST only (use the page's form)")
+			return
+		}
+		fn(w, r)
+	}
 }
 
 // ServeHTTP serves a dashboard request: security headers, host and token

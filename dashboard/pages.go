@@ -2,6 +2,8 @@ package dashboard
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"html/template"
@@ -270,7 +272,7 @@ func (h *Handler) workersFragment(w http.ResponseWriter, r *http.Request) {
 // errorForm is the filter and selection of the error-queue page and its actions.
 type errorForm struct {
 	Queue, Type, Error, Kind, Since, Source string
-	GroupKind, GroupText                    string
+	Group                                   string // a failure group's key (groupKey)
 	Scope                                   string // ids, group or filter
 	IDs                                     []string
 	Reset                                   bool
@@ -280,7 +282,7 @@ type errorForm struct {
 func readErrorForm(r *http.Request) errorForm {
 	get := r.FormValue
 	return errorForm{Queue: get("queue"), Type: get("type"), Error: get("error"), Kind: get("kind"), Since: get("since"),
-		Source: get("source"), GroupKind: get("group_kind"), GroupText: get("group_text"), Scope: get("scope"),
+		Source: get("source"), Group: get("group"), Scope: get("scope"),
 		IDs: r.Form["id"], Reset: get("reset") == "on" || get("reset") == "1", To: strings.TrimSpace(get("to"))}
 }
 
@@ -336,6 +338,7 @@ func (h *Handler) errorQueue(ctx context.Context, name string) (*bus.ErrorQueue,
 // group is a failure group: messages whose last failure has one kind and
 // one error text once numbers are set aside.
 type group struct {
+	Key        string
 	Kind, Text string
 	Count      int
 	Example    string // one message's full error text
@@ -377,7 +380,14 @@ func normalise(s string) string {
 	return b.String()
 }
 
-// scanGroups reads up to MaxGroupScan messages matching flt and calls fn
+// groupKey names a failure group in forms: a hash, so that the form
+// carries no remote text.
+func groupKey(kind, text string) string {
+	sum := sha256.Sum256([]byte(kind + "\x00" + text))
+	return hex.EncodeToString(sum[:12])
+}
+
+// scanMatching reads up to MaxGroupScan messages matching flt and calls fn
 // with each; it reports whether more matched.
 func scanMatching(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter, fn func(m bus.FailedMessage)) (scanned int, more bool, err error) {
 	var after int64
@@ -404,7 +414,7 @@ func groupsOf(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter) (groupsVi
 		k := [2]string{m.Kind, normalise(m.Error)}
 		g := byKey[k]
 		if g == nil {
-			g = &group{Kind: k[0], Text: k[1], Example: m.Error, First: m.FailedAt}
+			g = &group{Key: groupKey(k[0], k[1]), Kind: k[0], Text: k[1], Example: m.Error, First: m.FailedAt}
 			byKey[k] = g
 		}
 		g.Count++
