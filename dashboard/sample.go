@@ -150,12 +150,15 @@ func (s *sampler) depth(uri string) chart {
 
 // chartOf draws vals (s.mu held) scaled to the chart's box.
 func (s *sampler) chartOf(vals []float64, unit string) chart {
-	c := chart{Empty: len(vals) < 2}
+	c := chart{Empty: len(vals) == 0}
 	if len(s.samples) > 1 {
 		c.Span = s.samples[len(s.samples)-1].at.Sub(s.samples[0].at).Round(time.Second).String()
 	}
 	if len(vals) == 0 {
 		return c
+	}
+	if len(vals) == 1 { // one value: a flat line
+		vals = append(vals, vals[0])
 	}
 	peak := 0.0
 	for _, v := range vals {
