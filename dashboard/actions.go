@@ -47,6 +47,13 @@ func (h *Handler) selection(ctx context.Context, eq *bus.ErrorQueue, f errorForm
 		if len(f.IDs) > MaxSelected {
 			return flt, "", badRequest{fmt.Sprintf("%d messages selected: at most %d per action (use a group or the filter)", len(f.IDs), MaxSelected)}
 		}
+		n, err := eq.Count(ctx, bus.Filter{IDs: f.IDs})
+		if err != nil {
+			return flt, "", err
+		}
+		if n == 0 {
+			return flt, "", notFound{fmt.Sprintf("no message %q in error queue %s (retried or discarded already?)", strings.Join(f.IDs, ", "), eq.URI())}
+		}
 		if len(f.IDs) == 1 {
 			return bus.Filter{IDs: f.IDs}, "message " + sanitizeLine(f.IDs[0]), nil
 		}

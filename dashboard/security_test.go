@@ -119,6 +119,10 @@ func TestRefusals(t *testing.T) {
 					t.Errorf("GET %s: %d, want 404 with %q\n%s", path, r.Status, want, r.Body)
 				}
 			}
+			gone := url.Values{"queue": {errorURI}, "scope": {"ids"}, "id": {"gone"}, "csrf": {open.csrfToken("/errors/retry")}}
+			if r := post(t, open, "/errors/retry", gone); r.Status != http.StatusNotFound || !strings.Contains(r.Body, "no message &#34;gone&#34; in error queue") {
+				t.Errorf("retry of an unknown message: %d\n%s", r.Status, r.Body)
+			}
 			form := url.Values{"uri": {"sql://default/never"}, "csrf": {open.csrfToken("/queue/purge")}}
 			if r := post(t, open, "/queue/purge", form); r.Status != http.StatusNotFound {
 				t.Errorf("purge of an unknown queue: %d", r.Status)
