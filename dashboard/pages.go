@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
+	"github.com/ferrybus/ferry/distributor"
 	"github.com/ferrybus/ferry/queue"
 )
 
@@ -204,7 +205,7 @@ type distributorRow struct {
 // judge gives each instance and worker its state as of now: the rules of
 // `ferry workers`.
 func judge(v queue.DistributorView, now time.Time) ([]instanceRow, []workerRow) {
-	every, reclaim := 2*time.Second, time.Duration(0)
+	every, reclaim := distributor.DefaultViewInterval, time.Duration(0)
 	for i, inst := range v.Instances {
 		if i == 0 || inst.Active {
 			every, reclaim = inst.Interval, inst.ReclaimAfter
