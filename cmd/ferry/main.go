@@ -89,7 +89,7 @@ func (a *app) root() *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w\n%s", err, c.UsageString())}
 	})
-	root.AddCommand(a.runCmd(), a.sendCmd(), a.queueCmd(), a.migrateCmd(), a.versionCmd(), a.demoCmd(), a.workersCmd())
+	root.AddCommand(a.runCmd(), a.sendCmd(), a.queueCmd(), a.migrateCmd(), a.versionCmd(), a.demoCmd(), a.workersCmd(), a.dashboardCmd())
 	if cmd := a.errorsCmd(); cmd != nil {
 		root.AddCommand(cmd)
 	}

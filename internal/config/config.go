@@ -44,6 +44,8 @@ type Config struct {
 	Alerts *Alerts `koanf:"alerts"`
 	// HTTP configures the operations HTTP server of `ferry run` (http.go).
 	HTTP HTTPServer `koanf:"http"`
+	// Dashboard configures `ferry dashboard` (dashboard.go).
+	Dashboard Dashboard `koanf:"dashboard"`
 
 	file  string          // the file Load read, for errors found later
 	given map[string]bool // key paths the file or environment set (not null)

@@ -160,6 +160,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.checkValues()...)
 	errs = append(errs, c.checkAlerts()...)
 	errs = append(errs, c.checkOps()...)
+	errs = append(errs, c.checkDashboard()...)
 	queueErrs, _ := c.checkQueues()
 	errs = append(errs, queueErrs...)
 	return inFile(errors.Join(errs...), c.file)
