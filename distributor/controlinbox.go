@@ -56,7 +56,7 @@ func (d *Distributor) onStopping(ctx context.Context, s control.Stopping) {
 	if w := d.reg.stopping(s, time.Now()); w != nil {
 		d.log.Info("worker stopping; returning its queue", "worker", s.WorkerID, "session", s.Session)
 		if d.reclaim(ctx, *w, true) {
-			d.forget(ctx, w.id, time.Now())
+			d.forget(ctx, w.id, w.session, time.Now())
 		}
 	}
 }

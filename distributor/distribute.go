@@ -223,7 +223,7 @@ func (d *Distributor) move(ctx context.Context, t turn, fails *moveFailures) mov
 		// nobody will take these, so give them back now.
 		d.log.Info("worker stopped while messages were moved to it; returning its queue", "worker", w.id, "session", w.session, "messages", n)
 		if d.reclaim(ctx, w, true) {
-			d.forget(ctx, w.id, time.Now())
+			d.forget(ctx, w.id, w.session, time.Now())
 		}
 	}
 	return res

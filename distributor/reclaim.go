@@ -50,7 +50,7 @@ func (d *Distributor) reclaimLoop(ctx context.Context) {
 		cutoff := now.Add(-d.cfg.ReclaimAfter)
 		for _, w := range d.reg.silent(cutoff) {
 			if d.reclaim(ctx, w, false) { // silent, maybe alive: its leases run out
-				d.forget(ctx, w.id, cutoff)
+				d.forget(ctx, w.id, w.session, cutoff)
 			}
 		}
 		if d.hooks.afterPass != nil {
@@ -101,9 +101,10 @@ func (d *Distributor) reclaim(ctx context.Context, w workerState, gone bool) boo
 	return err == nil && c.Total() == 0
 }
 
-// forget drops a gone worker whose queue is empty, here and in the database.
-func (d *Distributor) forget(ctx context.Context, id string, cutoff time.Time) {
-	session, ok := d.reg.forget(id, cutoff)
+// forget drops a gone worker session whose queue is empty, here and in the
+// database; a newer session of the worker stays.
+func (d *Distributor) forget(ctx context.Context, id, session string, cutoff time.Time) {
+	session, ok := d.reg.forget(id, session, cutoff)
 	if !ok {
 		return
 	}

@@ -477,10 +477,12 @@ func (r *registry) excuse(gap time.Duration, now time.Time) {
 
 // forget removes a worker that is gone and whose queue is empty, unless it
 // came back since, and returns the session it forgot.
-func (r *registry) forget(id string, cutoff time.Time) (string, bool) {
+func (r *registry) forget(id, session string, cutoff time.Time) (string, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if w, ok := r.workers[id]; ok && (w.stopping || w.lastSeen.Before(cutoff)) {
+	// Only the session whose queue was returned: a newer one may have
+	// begun while the reclaim ran, and it is alive.
+	if w, ok := r.workers[id]; ok && w.session == session && (w.stopping || w.lastSeen.Before(cutoff)) {
 		delete(r.workers, id)
 		delete(r.marks, id)
 		if w.stopping {

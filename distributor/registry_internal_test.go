@@ -245,3 +245,31 @@ func TestRegistryAtMostOneTurnAhead(t *testing.T) {
 	}
 	takeOf(t, r, now.Add(slowTurn), per, quantum, "a")
 }
+
+// Forgetting a stopped session after its queue was returned leaves alone a
+// newer session of the same worker that began meanwhile (a restart while
+// the reclaim ran): it is alive, and forgetting it made its next move look
+// like one to a gone worker, whose handed-over work was then released while
+// it handled it (chaos sigterm-all: unexplained duplicates).
+func TestForgetKeepsANewerSession(t *testing.T) {
+	r := newRegistry()
+	now := time.Now()
+	old := regWorker{"w1", bus.NewID()}
+	old.announce(r, now, 0)
+	w := r.stopping(control.Stopping{WorkerID: old.id, Session: old.session, Inbox: "sql://default/w1", SentAt: now}, now)
+	if w == nil || !w.stopping {
+		t.Fatalf("stopping = %+v, want the old session, stopping", w)
+	}
+	next := regWorker{"w1", bus.NewID()}
+	r.started(control.Started{WorkerID: next.id, Session: next.session, Inbox: "sql://default/w1", Threads: 1, SentAt: now}, now)
+	next.announce(r, now, 0)
+	if _, ok := r.forget(old.id, old.session, now.Add(time.Second)); ok {
+		t.Fatal("forget of the stopped session removed the newer one")
+	}
+	if s := r.snapshot(now); s.Workers["w1"] != next.session || s.Available["w1"] != 1 {
+		t.Fatalf("registry after the forget: %+v, want the newer session with its thread", s)
+	}
+	if session, ok := r.forget(next.id, next.session, now.Add(time.Second)); !ok || session != next.session {
+		t.Fatalf("forget of the silent newer session = %q, %v; want it forgotten", session, ok)
+	}
+}
