@@ -30,6 +30,7 @@ import (
 //	FERRY_REQUIRE_CHROMIUM=1  a missing chromium fails the test (CI) instead of skipping it
 //	FERRY_TEST_ARTIFACTS=DIR  screenshots go under DIR (else into the test's temporary folder)
 //	FERRY_SCREENSHOTS=DIR     the README's screenshots: DIR/dashboard-overview.png and DIR/dashboard-errors.png
+//	                          (a relative DIR is taken from the module root, not the package folder go test runs in)
 
 const (
 	bOrders   = "sql://default/orders"
@@ -72,6 +73,30 @@ func artifactDir(t *testing.T) string {
 		t.Fatalf("artifacts folder %s (FERRY_TEST_ARTIFACTS): %v", dir, err)
 	}
 	return dir
+}
+
+// screenshotsDir is $FERRY_SCREENSHOTS, a relative path taken from the
+// module root (go test runs in the package's folder), "" when unset.
+func screenshotsDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("FERRY_SCREENSHOTS")
+	if dir == "" || filepath.IsAbs(dir) {
+		return dir
+	}
+	root, err := filepath.Abs(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(root, "go.mod")); err == nil {
+			return filepath.Join(root, dir)
+		}
+		up := filepath.Dir(root)
+		if up == root {
+			t.Fatalf("FERRY_SCREENSHOTS=%s is relative, and no go.mod above the test's folder to take it from", dir)
+		}
+		root = up
+	}
 }
 
 // newBrowser starts headless chromium with a fresh profile and no traffic
@@ -255,7 +280,7 @@ func browserScenario(t *testing.T, conns *queue.Connections, execPath string, re
 			t.Fatalf("write screenshot: %v", err)
 		}
 		t.Logf("screenshot %s", path)
-		if out := os.Getenv("FERRY_SCREENSHOTS"); out != "" && readme && readmeName != "" {
+		if out := screenshotsDir(t); out != "" && readme && readmeName != "" {
 			if err := os.MkdirAll(out, 0o755); err != nil {
 				t.Fatalf("FERRY_SCREENSHOTS folder %s: %v", out, err)
 			}
