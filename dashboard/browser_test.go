@@ -107,6 +107,8 @@ func newBrowser(t *testing.T, execPath string) context.Context {
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(execPath),
 		chromedp.UserDataDir(t.TempDir()),
+		// Its singleton socket goes to TMPDIR: keep it out of /tmp.
+		chromedp.Env("TMPDIR=" + t.TempDir()),
 		chromedp.Flag("headless", true),
 		chromedp.Flag("no-sandbox", true), // CI runs as root
 		chromedp.Flag("disable-gpu", true),
