@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
@@ -31,6 +32,45 @@ type queueRow struct {
 	Paused     bool
 	ErrorQueue bool
 	Depth      chart
+	held       bool // the store listed it as holding messages
+}
+
+// overviewCounters bounds the queues the overview counts at once.
+const overviewCounters = 4
+
+// countRows counts the queues of uris the store listed as holding
+// messages, overviewCounters at a time: one statement per such queue (the
+// oldest ready message is not in the store's queue list). The others are
+// empty, their counts zero.
+func (h *Handler) countRows(ctx context.Context, uris []string, rows map[string]*queueRow) error {
+	names := h.conns.Names()
+	sem := make(chan struct{}, overviewCounters)
+	errs := make([]error, len(uris))
+	var wg sync.WaitGroup
+	for i, uri := range uris {
+		r := rows[uri]
+		if r.Pattern || !slices.Contains(names, r.Connection) {
+			continue
+		}
+		r.Depth = h.sampler.depth(uri)
+		if !r.held {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			q, err := h.conns.Queue(ctx, uri)
+			if err == nil {
+				r.Counts, err = q.Count(ctx)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("count %s: %w", uri, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // connRow is one connection of the overview with its enqueue rate.
@@ -124,7 +164,7 @@ func (h *Handler) overviewOf(ctx context.Context) (overviewData, error) {
 			return d, fmt.Errorf("connection %q: %w", name, err)
 		}
 		for _, q := range qs {
-			row(queue.URI{Connection: name, Queue: q.Name}.String())
+			row(queue.URI{Connection: name, Queue: q.Name}.String()).held = true
 		}
 		ps, err := s.Paused(ctx)
 		if err != nil {
@@ -134,22 +174,15 @@ func (h *Handler) overviewOf(ctx context.Context) (overviewData, error) {
 			row(queue.URI{Connection: name, Queue: p.Name}.String()).Paused = true
 		}
 	}
-	for _, uri := range slices.Sorted(maps.Keys(rows)) {
+	uris := slices.Sorted(maps.Keys(rows))
+	if len(uris) > MaxQueues {
+		uris, d.Truncated = uris[:MaxQueues], true
+	}
+	if err := h.countRows(ctx, uris, rows); err != nil {
+		return d, err
+	}
+	for _, uri := range uris {
 		r := rows[uri]
-		if len(d.Queues)+len(d.ErrorQueues) == MaxQueues {
-			d.Truncated = true
-			break
-		}
-		if !r.Pattern && slices.Contains(h.conns.Names(), r.Connection) {
-			q, err := h.conns.Queue(ctx, uri)
-			if err != nil {
-				return d, err
-			}
-			if r.Counts, err = q.Count(ctx); err != nil {
-				return d, fmt.Errorf("count %s: %w", uri, err)
-			}
-			r.Depth = h.sampler.depth(uri)
-		}
 		sort.Strings(r.Roles)
 		if r.ErrorQueue {
 			d.ErrorQueues = append(d.ErrorQueues, *r)
@@ -456,9 +489,12 @@ type errorListData struct {
 	Total    int
 	Matching int
 	Groups   groupsView
-	Page     bus.ListPage
-	Limit    int
-	Kinds    []string
+	// GroupsAge is how old the remembered Matching and Groups are; zero
+	// when just counted.
+	GroupsAge time.Duration
+	Page      bus.ListPage
+	Limit     int
+	Kinds     []string
 }
 
 func pageLimit(r *http.Request) (int, error) {
@@ -485,6 +521,41 @@ func formCursor(r *http.Request) (int64, error) {
 	return n, nil
 }
 
+// groupsAndCounts fills d's Total (the queue's own count), Matching and
+// Groups: one scan, remembered a few seconds (groupCache) while the
+// queue neither grows nor shrinks. Matching is counted apart only when
+// more than MaxGroupScan messages match.
+func (h *Handler) groupsAndCounts(ctx context.Context, eq *bus.ErrorQueue, f errorForm, flt bus.Filter, d *errorListData) error {
+	c, err := eq.Queue().Count(ctx)
+	if err != nil {
+		return fmt.Errorf("count %s: %w", eq.URI(), err)
+	}
+	last, err := eq.Queue().LastRowID(ctx)
+	if err != nil {
+		return fmt.Errorf("last row of %s: %w", eq.URI(), err)
+	}
+	d.Total = int(c.Total())
+	key := strings.Join([]string{eq.URI(), f.Type, f.Error, f.Kind, f.Since, f.Source}, "\x00")
+	now := time.Now()
+	if e, ok := h.groups.get(key, c.Total(), last, now); ok {
+		d.Groups, d.Matching, d.GroupsAge = e.groups, e.matching, now.Sub(e.at)
+		return nil
+	}
+	if d.Groups, err = groupsOf(ctx, eq, flt); err != nil {
+		return err
+	}
+	d.Matching = d.Groups.Scanned
+	if f.Type == "" && f.Error == "" && f.Kind == "" && f.Since == "" && f.Source == "" {
+		d.Matching = d.Total
+	} else if d.Groups.Truncated {
+		if d.Matching, err = eq.Count(ctx, flt); err != nil {
+			return err
+		}
+	}
+	h.groups.put(key, groupEntry{total: c.Total(), last: last, groups: d.Groups, matching: d.Matching, at: now})
+	return nil
+}
+
 func (h *Handler) errorList(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	f := readErrorForm(r)
@@ -509,13 +580,7 @@ func (h *Handler) errorList(w http.ResponseWriter, r *http.Request) {
 		after, err = formCursor(r)
 	}
 	if err == nil {
-		d.Total, err = eq.Count(ctx, bus.Filter{})
-	}
-	if err == nil {
-		d.Matching, err = eq.Count(ctx, flt)
-	}
-	if err == nil {
-		d.Groups, err = groupsOf(ctx, eq, flt)
+		err = h.groupsAndCounts(ctx, eq, f, flt, &d)
 	}
 	if err == nil {
 		d.Page, err = eq.List(ctx, bus.ListOptions{Filter: flt, After: after, Limit: d.Limit})
