@@ -46,9 +46,12 @@ func BenchmarkPages(b *testing.B) {
 				b.Run(p.name, func(b *testing.B) {
 					times := make([]time.Duration, 0, b.N)
 					b.ResetTimer()
-					for range b.N {
+					for i := range b.N {
 						if p.uncached {
 							h.groups.reset()
+						}
+						if p.prep != nil {
+							p.prep(i)
 						}
 						start := time.Now()
 						w := httptest.NewRecorder()
@@ -72,6 +75,7 @@ type benchPage struct {
 	name, target string
 	status       int
 	uncached     bool // forget the remembered failure groups before each request
+	prep         func(i int) // before each request, untimed
 }
 
 // benchFill enqueues the messages, the failed messages (with the headers
@@ -157,22 +161,32 @@ func benchFill(b *testing.B, conns *queue.Connections) (Config, []benchPage) {
 	cfg.Queues["sql://default/worker-{id}"] = []string{"worker.inbox"}
 	b.Logf("filled %d messages and %d failed in %s", benchMessages, benchFailed, time.Since(start).Round(time.Millisecond))
 	eqp := url.QueryEscape(errorURI)
+	// oneMore adds a failed message, as a steady inflow of failures does.
+	oneMore := func(i int) {
+		hb, _ := json.Marshal([]bus.Failure{{At: time.Now(), Endpoint: "shop", Error: "payment 1 declined", Kind: bus.KindError}})
+		if err := eq.Enqueue(ctx, queue.Message{MessageID: fmt.Sprintf("late-%d-%d", time.Now().UnixNano(), i), Type: "shop.Refund",
+			Headers: map[string]string{bus.HeaderFailures: string(hb), bus.HeaderError: "payment 1 declined", bus.HeaderSourceQueue: firstQueue},
+			Body:    []byte(`{}`)}); err != nil {
+			b.Fatal(err)
+		}
+	}
 	return cfg, []benchPage{
-		{"overview", "/", http.StatusOK, false},
-		{"overview-fragment", "/fragment/overview", http.StatusOK, false},
-		{"workers", "/workers", http.StatusOK, false},
-		{"workers-fragment", "/fragment/workers", http.StatusOK, false},
-		{"errors", "/errors", http.StatusOK, false},
-		{"errors-uncached", "/errors", http.StatusOK, true},
-		{"errors-filter-kind", "/errors?kind=" + bus.KindPoison, http.StatusOK, false},
-		{"errors-filter-error", "/errors?error=" + url.QueryEscape("timed out") + "&type=shop.Refund", http.StatusOK, false},
-		{"errors-page-2", "/errors?after=5000", http.StatusOK, false},
-		{"errors-filter-kind-uncached", "/errors?kind=" + bus.KindPoison, http.StatusOK, true},
-		{"error-message", "/errors/message?queue=" + eqp + "&id=f-9999", http.StatusOK, false},
-		{"message-find", "/message?id=m-2-12345", http.StatusOK, false},
-		{"message-find-missing", "/message?id=nowhere", http.StatusNotFound, false},
-		{"queue-peek", "/queue?uri=" + url.QueryEscape(firstQueue), http.StatusOK, false},
-		{"queue-peek-late", "/queue?uri=" + url.QueryEscape(firstQueue) + "&after=20000", http.StatusOK, false},
-		{"error-queue-peek", "/queue?uri=" + eqp, http.StatusOK, false},
+		{"overview", "/", http.StatusOK, false, nil},
+		{"overview-fragment", "/fragment/overview", http.StatusOK, false, nil},
+		{"workers", "/workers", http.StatusOK, false, nil},
+		{"workers-fragment", "/fragment/workers", http.StatusOK, false, nil},
+		{"errors", "/errors", http.StatusOK, false, nil},
+		{"errors-uncached", "/errors", http.StatusOK, true, nil},
+		{"errors-after-new-failure", "/errors", http.StatusOK, false, oneMore},
+		{"errors-filter-kind", "/errors?kind=" + bus.KindPoison, http.StatusOK, false, nil},
+		{"errors-filter-error", "/errors?error=" + url.QueryEscape("timed out") + "&type=shop.Refund", http.StatusOK, false, nil},
+		{"errors-page-2", "/errors?after=5000", http.StatusOK, false, nil},
+		{"errors-filter-kind-uncached", "/errors?kind=" + bus.KindPoison, http.StatusOK, true, nil},
+		{"error-message", "/errors/message?queue=" + eqp + "&id=f-9999", http.StatusOK, false, nil},
+		{"message-find", "/message?id=m-2-12345", http.StatusOK, false, nil},
+		{"message-find-missing", "/message?id=nowhere", http.StatusNotFound, false, nil},
+		{"queue-peek", "/queue?uri=" + url.QueryEscape(firstQueue), http.StatusOK, false, nil},
+		{"queue-peek-late", "/queue?uri=" + url.QueryEscape(firstQueue) + "&after=20000", http.StatusOK, false, nil},
+		{"error-queue-peek", "/queue?uri=" + eqp, http.StatusOK, false, nil},
 	}
 }

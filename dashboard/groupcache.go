@@ -9,19 +9,23 @@ import (
 // messages (about half a second at 10,000); the error-queue page keeps
 // them for groupCacheTTL and says how old they are. An entry holds only
 // while the queue's size and highest row are what they were when it was
-// taken, so a retry, discard or new failure is seen at once.
+// taken, so a retry, discard or new failure is seen at once: with no
+// filter, failures that only arrived are added to the remembered groups by
+// reading the new rows alone.
 const (
 	groupCacheTTL = 10 * time.Second
 	// groupCacheMax bounds the filters remembered.
 	groupCacheMax = 64
+	// groupCacheGroups bounds the groups of a remembered scan: one with
+	// more is not remembered.
+	groupCacheGroups = 1000
 )
 
 // groupEntry is one remembered scan of an error queue under one filter.
 type groupEntry struct {
-	total, last int64 // the queue's size and highest row when taken
-	groups      groupsView
-	matching    int
-	at          time.Time
+	total, last int64      // the queue's size and highest row when taken
+	tally       groupTally // never changed once stored
+	at          time.Time  // when the full scan it grew from was taken
 }
 
 // groupCache remembers the failure groups per error queue and filter.
@@ -30,12 +34,12 @@ type groupCache struct {
 	entries map[string]groupEntry
 }
 
-// get returns the entry for key if it is fresh and the queue unchanged.
-func (c *groupCache) get(key string, total, last int64, now time.Time) (groupEntry, bool) {
+// get returns the entry for key if it is younger than groupCacheTTL.
+func (c *groupCache) get(key string, now time.Time) (groupEntry, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.entries[key]
-	if !ok || e.total != total || e.last != last || now.Sub(e.at) >= groupCacheTTL || now.Before(e.at) {
+	if !ok || now.Sub(e.at) >= groupCacheTTL || now.Before(e.at) {
 		return groupEntry{}, false
 	}
 	return e, true

@@ -424,9 +424,14 @@ func groupKey(kind, text string) string {
 // scanMatching reads up to MaxGroupScan messages matching flt and calls fn
 // with each; it reports whether more matched.
 func scanMatching(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter, fn func(m bus.FailedMessage)) (scanned int, more bool, err error) {
-	var after int64
-	for scanned < MaxGroupScan {
-		page, err := eq.List(ctx, bus.ListOptions{Filter: flt, After: after, Limit: min(1000, MaxGroupScan-scanned)})
+	return scanFrom(ctx, eq, flt, 0, MaxGroupScan, fn)
+}
+
+// scanFrom reads up to limit messages matching flt with rows above after
+// and calls fn with each; it reports whether more matched.
+func scanFrom(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter, after int64, limit int, fn func(m bus.FailedMessage)) (scanned int, more bool, err error) {
+	for scanned < limit {
+		page, err := eq.List(ctx, bus.ListOptions{Filter: flt, After: after, Limit: min(1000, limit-scanned)})
 		if err != nil {
 			return scanned, false, err
 		}
@@ -442,29 +447,43 @@ func scanMatching(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter, fn fu
 	return scanned, true, nil
 }
 
-func groupsOf(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter) (groupsView, error) {
-	byKey := map[[2]string]*group{}
-	n, more, err := scanMatching(ctx, eq, flt, func(m bus.FailedMessage) {
-		k := [2]string{m.Kind, normalise(m.Error)}
-		g := byKey[k]
-		if g == nil {
-			g = &group{Key: groupKey(k[0], k[1]), Kind: k[0], Text: k[1], Example: m.Error, First: m.FailedAt}
-			byKey[k] = g
-		}
-		g.Count++
-		if m.FailedAt.Before(g.First) {
-			g.First = m.FailedAt
-		}
-		if m.FailedAt.After(g.Last) {
-			g.Last = m.FailedAt
-		}
-	})
-	if err != nil {
-		return groupsView{}, err
+// groupTally is the failure groups of the messages scanned so far.
+type groupTally struct {
+	byKey   map[[2]string]group
+	scanned int
+	more    bool // the scan stopped at MaxGroupScan
+}
+
+func (t *groupTally) add(m bus.FailedMessage) {
+	k := [2]string{m.Kind, normalise(m.Error)}
+	g, ok := t.byKey[k]
+	if !ok {
+		g = group{Key: groupKey(k[0], k[1]), Kind: k[0], Text: k[1], Example: m.Error, First: m.FailedAt}
 	}
-	gv := groupsView{Scanned: n, Truncated: more}
-	for _, g := range byKey {
-		gv.Groups = append(gv.Groups, *g)
+	g.Count++
+	if m.FailedAt.Before(g.First) {
+		g.First = m.FailedAt
+	}
+	if m.FailedAt.After(g.Last) {
+		g.Last = m.FailedAt
+	}
+	t.byKey[k] = g
+}
+
+// scan adds the messages matching flt with rows above after, up to
+// MaxGroupScan in all.
+func (t *groupTally) scan(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter, after int64) (int, error) {
+	n, more, err := scanFrom(ctx, eq, flt, after, MaxGroupScan-t.scanned, t.add)
+	t.scanned += n
+	t.more = t.more || more
+	return n, err
+}
+
+// view is the tally as the page shows it: the MaxGroups largest groups.
+func (t *groupTally) view() groupsView {
+	gv := groupsView{Scanned: t.scanned, Truncated: t.more}
+	for _, g := range t.byKey {
+		gv.Groups = append(gv.Groups, g)
 	}
 	sort.Slice(gv.Groups, func(i, j int) bool {
 		a, b := gv.Groups[i], gv.Groups[j]
@@ -479,7 +498,15 @@ func groupsOf(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter) (groupsVi
 		}
 		gv.Groups = gv.Groups[:MaxGroups]
 	}
-	return gv, nil
+	return gv
+}
+
+func groupsOf(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter) (groupsView, error) {
+	t := groupTally{byKey: map[[2]string]group{}}
+	if _, err := t.scan(ctx, eq, flt, 0); err != nil {
+		return groupsView{}, err
+	}
+	return t.view(), nil
 }
 
 type errorListData struct {
@@ -536,23 +563,46 @@ func (h *Handler) groupsAndCounts(ctx context.Context, eq *bus.ErrorQueue, f err
 	}
 	d.Total = int(c.Total())
 	key := strings.Join([]string{eq.URI(), f.Type, f.Error, f.Kind, f.Since, f.Source}, "\x00")
+	unfiltered := f.Type == "" && f.Error == "" && f.Kind == "" && f.Since == "" && f.Source == ""
 	now := time.Now()
-	if e, ok := h.groups.get(key, c.Total(), last, now); ok {
-		d.Groups, d.Matching, d.GroupsAge = e.groups, e.matching, now.Sub(e.at)
-		return nil
+	e, ok := h.groups.get(key, now)
+	switch {
+	case ok && e.total == c.Total() && e.last == last:
+		d.GroupsAge = now.Sub(e.at)
+	case ok && unfiltered && !e.tally.more && last > e.last && c.Total() > e.total:
+		// Only new failures since: tally them, unless some were also
+		// removed (the new rows then outnumber the growth).
+		t := groupTally{byKey: maps.Clone(e.tally.byKey), scanned: e.tally.scanned}
+		n, err := t.scan(ctx, eq, flt, e.last)
+		if err != nil {
+			return err
+		}
+		if int64(n) == c.Total()-e.total && !t.more {
+			e = groupEntry{total: c.Total(), last: last, tally: t, at: e.at}
+			break
+		}
+		ok = false
+	default:
+		ok = false
 	}
-	if d.Groups, err = groupsOf(ctx, eq, flt); err != nil {
-		return err
+	if !ok {
+		e = groupEntry{total: c.Total(), last: last, tally: groupTally{byKey: map[[2]string]group{}}, at: now}
+		if _, err := e.tally.scan(ctx, eq, flt, 0); err != nil {
+			return err
+		}
 	}
-	d.Matching = d.Groups.Scanned
-	if f.Type == "" && f.Error == "" && f.Kind == "" && f.Since == "" && f.Source == "" {
+	d.Groups = e.tally.view()
+	d.Matching = e.tally.scanned
+	if unfiltered {
 		d.Matching = d.Total
-	} else if d.Groups.Truncated {
+	} else if e.tally.more {
 		if d.Matching, err = eq.Count(ctx, flt); err != nil {
 			return err
 		}
 	}
-	h.groups.put(key, groupEntry{total: c.Total(), last: last, groups: d.Groups, matching: d.Matching, at: now})
+	if len(e.tally.byKey) <= groupCacheGroups {
+		h.groups.put(key, e)
+	}
 	return nil
 }
 
