@@ -74,7 +74,7 @@ func BenchmarkPages(b *testing.B) {
 type benchPage struct {
 	name, target string
 	status       int
-	uncached     bool // forget the remembered failure groups before each request
+	uncached     bool        // forget the remembered failure groups before each request
 	prep         func(i int) // before each request, untimed
 }
 

@@ -569,6 +569,19 @@ func (h *Handler) groupsAndCounts(ctx context.Context, eq *bus.ErrorQueue, f err
 	switch {
 	case ok && e.total == c.Total() && e.last == last:
 		d.GroupsAge = now.Sub(e.at)
+	case ok && unfiltered && e.tally.more && last > e.last && c.Total() > e.total && c.Total()-e.total < MaxGroupScan:
+		// The groups are of the first MaxGroupScan messages: new ones
+		// change nothing, unless some were also removed (the new rows then
+		// outnumber the growth).
+		n, _, err := scanFrom(ctx, eq, flt, e.last, int(c.Total()-e.total)+1, func(bus.FailedMessage) {})
+		if err != nil {
+			return err
+		}
+		if int64(n) == c.Total()-e.total {
+			e.total, e.last = c.Total(), last
+			break
+		}
+		ok = false
 	case ok && unfiltered && !e.tally.more && last > e.last && c.Total() > e.total:
 		// Only new failures since: tally them, unless some were also
 		// removed (the new rows then outnumber the growth).
