@@ -6,7 +6,7 @@ import (
 )
 
 // Failure groups and the matching count take a scan of up to MaxGroupScan
-// messages (about half a second at 10,000); the error-queue page keeps
+// messages (0.3–0.4 s at 10,000); the error-queue page keeps
 // them for groupCacheTTL and says how old they are. An entry holds only
 // while the queue's size and highest row are what they were when it was
 // taken, so a retry, discard or new failure is seen at once: with no
