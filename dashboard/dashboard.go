@@ -113,6 +113,7 @@ type Handler struct {
 	mux     *http.ServeMux
 	pages   map[string]*template.Template
 	sampler *sampler
+	groups  groupCache
 	stop    context.CancelFunc
 	done    chan struct{}
 }

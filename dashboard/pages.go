@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferrybus/ferry/bus"
@@ -31,6 +32,45 @@ type queueRow struct {
 	Paused     bool
 	ErrorQueue bool
 	Depth      chart
+	held       bool // the store listed it as holding messages
+}
+
+// overviewCounters bounds the queues the overview counts at once.
+const overviewCounters = 4
+
+// countRows counts the queues of uris the store listed as holding
+// messages, overviewCounters at a time: one statement per such queue (the
+// oldest ready message is not in the store's queue list). The others are
+// empty, their counts zero.
+func (h *Handler) countRows(ctx context.Context, uris []string, rows map[string]*queueRow) error {
+	names := h.conns.Names()
+	sem := make(chan struct{}, overviewCounters)
+	errs := make([]error, len(uris))
+	var wg sync.WaitGroup
+	for i, uri := range uris {
+		r := rows[uri]
+		if r.Pattern || !slices.Contains(names, r.Connection) {
+			continue
+		}
+		r.Depth = h.sampler.depth(uri)
+		if !r.held {
+			continue
+		}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			q, err := h.conns.Queue(ctx, uri)
+			if err == nil {
+				r.Counts, err = q.Count(ctx)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("count %s: %w", uri, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // connRow is one connection of the overview with its enqueue rate.
@@ -124,7 +164,7 @@ func (h *Handler) overviewOf(ctx context.Context) (overviewData, error) {
 			return d, fmt.Errorf("connection %q: %w", name, err)
 		}
 		for _, q := range qs {
-			row(queue.URI{Connection: name, Queue: q.Name}.String())
+			row(queue.URI{Connection: name, Queue: q.Name}.String()).held = true
 		}
 		ps, err := s.Paused(ctx)
 		if err != nil {
@@ -134,22 +174,15 @@ func (h *Handler) overviewOf(ctx context.Context) (overviewData, error) {
 			row(queue.URI{Connection: name, Queue: p.Name}.String()).Paused = true
 		}
 	}
-	for _, uri := range slices.Sorted(maps.Keys(rows)) {
+	uris := slices.Sorted(maps.Keys(rows))
+	if len(uris) > MaxQueues {
+		uris, d.Truncated = uris[:MaxQueues], true
+	}
+	if err := h.countRows(ctx, uris, rows); err != nil {
+		return d, err
+	}
+	for _, uri := range uris {
 		r := rows[uri]
-		if len(d.Queues)+len(d.ErrorQueues) == MaxQueues {
-			d.Truncated = true
-			break
-		}
-		if !r.Pattern && slices.Contains(h.conns.Names(), r.Connection) {
-			q, err := h.conns.Queue(ctx, uri)
-			if err != nil {
-				return d, err
-			}
-			if r.Counts, err = q.Count(ctx); err != nil {
-				return d, fmt.Errorf("count %s: %w", uri, err)
-			}
-			r.Depth = h.sampler.depth(uri)
-		}
 		sort.Strings(r.Roles)
 		if r.ErrorQueue {
 			d.ErrorQueues = append(d.ErrorQueues, *r)
@@ -391,9 +424,14 @@ func groupKey(kind, text string) string {
 // scanMatching reads up to MaxGroupScan messages matching flt and calls fn
 // with each; it reports whether more matched.
 func scanMatching(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter, fn func(m bus.FailedMessage)) (scanned int, more bool, err error) {
-	var after int64
-	for scanned < MaxGroupScan {
-		page, err := eq.List(ctx, bus.ListOptions{Filter: flt, After: after, Limit: min(1000, MaxGroupScan-scanned)})
+	return scanFrom(ctx, eq, flt, 0, MaxGroupScan, fn)
+}
+
+// scanFrom reads up to limit messages matching flt with rows above after
+// and calls fn with each; it reports whether more matched.
+func scanFrom(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter, after int64, limit int, fn func(m bus.FailedMessage)) (scanned int, more bool, err error) {
+	for scanned < limit {
+		page, err := eq.List(ctx, bus.ListOptions{Filter: flt, After: after, Limit: min(1000, limit-scanned)})
 		if err != nil {
 			return scanned, false, err
 		}
@@ -409,29 +447,43 @@ func scanMatching(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter, fn fu
 	return scanned, true, nil
 }
 
-func groupsOf(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter) (groupsView, error) {
-	byKey := map[[2]string]*group{}
-	n, more, err := scanMatching(ctx, eq, flt, func(m bus.FailedMessage) {
-		k := [2]string{m.Kind, normalise(m.Error)}
-		g := byKey[k]
-		if g == nil {
-			g = &group{Key: groupKey(k[0], k[1]), Kind: k[0], Text: k[1], Example: m.Error, First: m.FailedAt}
-			byKey[k] = g
-		}
-		g.Count++
-		if m.FailedAt.Before(g.First) {
-			g.First = m.FailedAt
-		}
-		if m.FailedAt.After(g.Last) {
-			g.Last = m.FailedAt
-		}
-	})
-	if err != nil {
-		return groupsView{}, err
+// groupTally is the failure groups of the messages scanned so far.
+type groupTally struct {
+	byKey   map[[2]string]group
+	scanned int
+	more    bool // the scan stopped at MaxGroupScan
+}
+
+func (t *groupTally) add(m bus.FailedMessage) {
+	k := [2]string{m.Kind, normalise(m.Error)}
+	g, ok := t.byKey[k]
+	if !ok {
+		g = group{Key: groupKey(k[0], k[1]), Kind: k[0], Text: k[1], Example: m.Error, First: m.FailedAt}
 	}
-	gv := groupsView{Scanned: n, Truncated: more}
-	for _, g := range byKey {
-		gv.Groups = append(gv.Groups, *g)
+	g.Count++
+	if m.FailedAt.Before(g.First) {
+		g.First = m.FailedAt
+	}
+	if m.FailedAt.After(g.Last) {
+		g.Last = m.FailedAt
+	}
+	t.byKey[k] = g
+}
+
+// scan adds the messages matching flt with rows above after, up to
+// MaxGroupScan in all.
+func (t *groupTally) scan(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter, after int64) (int, error) {
+	n, more, err := scanFrom(ctx, eq, flt, after, MaxGroupScan-t.scanned, t.add)
+	t.scanned += n
+	t.more = t.more || more
+	return n, err
+}
+
+// view is the tally as the page shows it: the MaxGroups largest groups.
+func (t *groupTally) view() groupsView {
+	gv := groupsView{Scanned: t.scanned, Truncated: t.more}
+	for _, g := range t.byKey {
+		gv.Groups = append(gv.Groups, g)
 	}
 	sort.Slice(gv.Groups, func(i, j int) bool {
 		a, b := gv.Groups[i], gv.Groups[j]
@@ -446,7 +498,15 @@ func groupsOf(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter) (groupsVi
 		}
 		gv.Groups = gv.Groups[:MaxGroups]
 	}
-	return gv, nil
+	return gv
+}
+
+func groupsOf(ctx context.Context, eq *bus.ErrorQueue, flt bus.Filter) (groupsView, error) {
+	t := groupTally{byKey: map[[2]string]group{}}
+	if _, err := t.scan(ctx, eq, flt, 0); err != nil {
+		return groupsView{}, err
+	}
+	return t.view(), nil
 }
 
 type errorListData struct {
@@ -456,9 +516,12 @@ type errorListData struct {
 	Total    int
 	Matching int
 	Groups   groupsView
-	Page     bus.ListPage
-	Limit    int
-	Kinds    []string
+	// GroupsAge is how old the remembered Matching and Groups are; zero
+	// when just counted.
+	GroupsAge time.Duration
+	Page      bus.ListPage
+	Limit     int
+	Kinds     []string
 }
 
 func pageLimit(r *http.Request) (int, error) {
@@ -485,6 +548,77 @@ func formCursor(r *http.Request) (int64, error) {
 	return n, nil
 }
 
+// groupsAndCounts fills d's Total (the queue's own count), Matching and
+// Groups: one scan, remembered a few seconds (groupCache) while the
+// queue neither grows nor shrinks. Matching is counted apart only when
+// more than MaxGroupScan messages match.
+func (h *Handler) groupsAndCounts(ctx context.Context, eq *bus.ErrorQueue, f errorForm, flt bus.Filter, d *errorListData) error {
+	c, err := eq.Queue().Count(ctx)
+	if err != nil {
+		return fmt.Errorf("count %s: %w", eq.URI(), err)
+	}
+	last, err := eq.Queue().LastRowID(ctx)
+	if err != nil {
+		return fmt.Errorf("last row of %s: %w", eq.URI(), err)
+	}
+	d.Total = int(c.Total())
+	key := strings.Join([]string{eq.URI(), f.Type, f.Error, f.Kind, f.Since, f.Source}, "\x00")
+	unfiltered := f.Type == "" && f.Error == "" && f.Kind == "" && f.Since == "" && f.Source == ""
+	now := time.Now()
+	e, ok := h.groups.get(key, now)
+	switch {
+	case ok && e.total == c.Total() && e.last == last:
+		d.GroupsAge = now.Sub(e.at)
+	case ok && unfiltered && e.tally.more && last > e.last && c.Total() > e.total && c.Total()-e.total < MaxGroupScan:
+		// The groups are of the first MaxGroupScan messages: new ones
+		// change nothing, unless some were also removed (the new rows then
+		// outnumber the growth).
+		n, _, err := scanFrom(ctx, eq, flt, e.last, int(c.Total()-e.total)+1, func(bus.FailedMessage) {})
+		if err != nil {
+			return err
+		}
+		if int64(n) == c.Total()-e.total {
+			e.total, e.last = c.Total(), last
+			break
+		}
+		ok = false
+	case ok && unfiltered && !e.tally.more && last > e.last && c.Total() > e.total:
+		// Only new failures since: tally them, unless some were also
+		// removed (the new rows then outnumber the growth).
+		t := groupTally{byKey: maps.Clone(e.tally.byKey), scanned: e.tally.scanned}
+		n, err := t.scan(ctx, eq, flt, e.last)
+		if err != nil {
+			return err
+		}
+		if int64(n) == c.Total()-e.total && !t.more {
+			e = groupEntry{total: c.Total(), last: last, tally: t, at: e.at}
+			break
+		}
+		ok = false
+	default:
+		ok = false
+	}
+	if !ok {
+		e = groupEntry{total: c.Total(), last: last, tally: groupTally{byKey: map[[2]string]group{}}, at: now}
+		if _, err := e.tally.scan(ctx, eq, flt, 0); err != nil {
+			return err
+		}
+	}
+	d.Groups = e.tally.view()
+	d.Matching = e.tally.scanned
+	if unfiltered {
+		d.Matching = d.Total
+	} else if e.tally.more {
+		if d.Matching, err = eq.Count(ctx, flt); err != nil {
+			return err
+		}
+	}
+	if len(e.tally.byKey) <= groupCacheGroups {
+		h.groups.put(key, e)
+	}
+	return nil
+}
+
 func (h *Handler) errorList(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	f := readErrorForm(r)
@@ -509,13 +643,7 @@ func (h *Handler) errorList(w http.ResponseWriter, r *http.Request) {
 		after, err = formCursor(r)
 	}
 	if err == nil {
-		d.Total, err = eq.Count(ctx, bus.Filter{})
-	}
-	if err == nil {
-		d.Matching, err = eq.Count(ctx, flt)
-	}
-	if err == nil {
-		d.Groups, err = groupsOf(ctx, eq, flt)
+		err = h.groupsAndCounts(ctx, eq, f, flt, &d)
 	}
 	if err == nil {
 		d.Page, err = eq.List(ctx, bus.ListOptions{Filter: flt, After: after, Limit: d.Limit})
