@@ -105,7 +105,11 @@ func TestHandoffReadsGivenWork(t *testing.T) {
 				t.Errorf("%s: attempt %d, want 1 (the handoff is the first delivery)", o.ID, env.Attempt)
 			}
 		}
-		// The given orders cost their acks only; the plain ones a lease each too.
+		// The given orders cost their acks only; the plain ones a lease each
+		// too. The store counts a statement's rows just after it returns,
+		// which may be after its commit is visible: wait for the count, then
+		// check that nothing more was written.
+		testkit.Eventually(t, 10*time.Second, "the acks' row writes counted", func() bool { return store.RowWrites()-writes >= 10+2*2 })
 		if got := store.RowWrites() - writes; got != 10+2*2 {
 			t.Errorf("row writes while handling = %d, want %d (10 acks, 2 leases and 2 acks)", got, 10+2*2)
 		}
