@@ -213,10 +213,6 @@ func (h *Handler) overviewFragment(w http.ResponseWriter, r *http.Request) {
 
 // Workers page.
 
-// staleIntervals is how many of its intervals a recorded view may miss
-// before it is called stale (as `ferry workers` does).
-const staleIntervals = 3
-
 type instanceRow struct {
 	queue.DistributorInstance
 	State string
@@ -236,37 +232,16 @@ type distributorRow struct {
 }
 
 // judge gives each instance and worker its state as of now: the rules of
-// `ferry workers`.
+// `ferry workers` (distributor.ViewStates).
 func judge(v queue.DistributorView, now time.Time) ([]instanceRow, []workerRow) {
-	every, reclaim := distributor.DefaultViewInterval, time.Duration(0)
-	for i, inst := range v.Instances {
-		if i == 0 || inst.Active {
-			every, reclaim = inst.Interval, inst.ReclaimAfter
-		}
-	}
+	is, wss := distributor.ViewStates(v, now)
 	insts := []instanceRow{}
-	for _, inst := range v.Instances {
-		state := "standby"
-		if inst.Active {
-			state = "active"
-		}
-		if now.Sub(inst.Updated) > staleIntervals*inst.Interval {
-			state = "stale"
-		}
-		insts = append(insts, instanceRow{inst, state})
+	for i, inst := range v.Instances {
+		insts = append(insts, instanceRow{inst, is[i]})
 	}
 	ws := []workerRow{}
-	for _, w := range v.Workers {
-		state := "ok"
-		switch {
-		case now.Sub(w.Updated) > staleIntervals*every:
-			state = "stale"
-		case w.Stopping:
-			state = "stopping"
-		case reclaim > 0 && now.Sub(w.LastSeen) > reclaim:
-			state = "silent"
-		}
-		ws = append(ws, workerRow{w, state})
+	for i, w := range v.Workers {
+		ws = append(ws, workerRow{w, wss[i]})
 	}
 	return insts, ws
 }

@@ -19,10 +19,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// staleIntervals is how many of its intervals a recorded view may miss
-// before `ferry workers` calls it stale.
-const staleIntervals = 3
-
 // distributorView is one distributor endpoint of the configuration with
 // what its instances recorded (`ferry workers --json`).
 type distributorView struct {
@@ -153,36 +149,16 @@ func readViews(ctx context.Context, cfg *config.Config, conns *queue.Connections
 	return out, nil
 }
 
-// judge gives each instance and worker its state as of now.
+// judge gives each instance and worker its state as of now
+// (distributor.ViewStates).
 func judge(endpoint, control string, v queue.DistributorView, now time.Time) distributorView {
 	dv := distributorView{Endpoint: endpoint, ControlQueue: control, Instances: []instanceView{}, Workers: []workerViewJSON{}}
-	every, reclaim := distributor.DefaultViewInterval, time.Duration(0)
+	insts, ws := distributor.ViewStates(v, now)
 	for i, inst := range v.Instances {
-		if i == 0 || inst.Active {
-			every, reclaim = inst.Interval, inst.ReclaimAfter
-		}
+		dv.Instances = append(dv.Instances, instanceView{inst, insts[i]})
 	}
-	for _, inst := range v.Instances {
-		state := "standby"
-		if inst.Active {
-			state = "active"
-		}
-		if now.Sub(inst.Updated) > staleIntervals*inst.Interval {
-			state = "stale"
-		}
-		dv.Instances = append(dv.Instances, instanceView{inst, state})
-	}
-	for _, w := range v.Workers {
-		state := "ok"
-		switch {
-		case now.Sub(w.Updated) > staleIntervals*every:
-			state = "stale"
-		case w.Stopping:
-			state = "stopping"
-		case reclaim > 0 && now.Sub(w.LastSeen) > reclaim:
-			state = "silent"
-		}
-		dv.Workers = append(dv.Workers, workerViewJSON{w, state})
+	for i, w := range v.Workers {
+		dv.Workers = append(dv.Workers, workerViewJSON{w, ws[i]})
 	}
 	return dv
 }
